@@ -1,0 +1,53 @@
+# The two commands a user needs: `make run` (see it work) and `make test` (prove it works).
+# Everything is installed into the project folder: .venv (Python), .venv-sdk (official Kusto SDKs,
+# test-only), node_modules (Azurite).
+
+PYTHON ?= python3
+VENV := .venv
+SDK_VENV := .venv-sdk
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+SDK_STAMP := $(SDK_VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: help setup run test lint format bench soak upload clean
+
+help:
+	@echo "make run     start Azurite, the Kusto emulator and the function app locally, with a demo"
+	@echo "make test    lint and run every test (unit, integration, end-to-end)"
+	@echo "make bench   measure throughput, cost per blob, latency and memory"
+	@echo "make soak    10,000 blobs with faults and crashes; checks nothing is lost or duplicated"
+	@echo "make upload FILE=path TO=db/table/   stage a file of your own while 'make run' is running"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+$(SDK_STAMP): requirements-sdk.txt
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sdk.txt pytest
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' || \
+		(echo "Node.js 20 or newer is needed (found $$(node --version))"; exit 1)
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(STAMP) $(SDK_STAMP) $(NODE_STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: setup lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) $(SDK_VENV) node_modules .local .bench .pytest_cache .ruff_cache

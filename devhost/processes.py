@@ -1,0 +1,226 @@
+"""Starts and stops the local services (Azurite, the Kusto emulator) as child processes.
+
+Shared by `make run`, the tests and the benchmarks so that all three start the services the same way:
+on chosen or free ports, bound to 127.0.0.1, each in its own process group so that stopping it also
+stops anything it spawned.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+AZURITE_JS = ROOT / "node_modules" / "azurite" / "dist" / "src" / "azurite.js"
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's published development key (not a secret: it is the same on every machine).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be started; the message says why and what to do."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the OS picks it; never one of Azurite's defaults)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in (10000, 10001, 10002):
+            return port
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_for_port(port: int, process: subprocess.Popen, name: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceError(f"{name} exited with code {process.returncode} before listening on port {port}")
+        if port_in_use(port):
+            return
+        time.sleep(0.05)
+    raise ServiceError(f"{name} did not listen on port {port} within {timeout:.0f} s")
+
+
+@dataclass
+class Service:
+    """A running child process and how to reach it."""
+
+    name: str
+    process: subprocess.Popen
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the whole process group: SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the process group at once (crash tests)."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        self.process.wait(10)
+
+
+@dataclass
+class Azurite(Service):
+    blob_port: int = 0
+    queue_port: int = 0
+    table_port: int = 0
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def queue_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.queue_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def table_endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.table_port}/{AZURITE_ACCOUNT}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={self.blob_endpoint};QueueEndpoint={self.queue_endpoint};"
+            f"TableEndpoint={self.table_endpoint};"
+        )
+
+
+def _spawn(args: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=ROOT,
+        )
+    finally:
+        if log_path:
+            log.close()
+
+
+def start_azurite(
+    location: Path,
+    blob_port: int | None = None,
+    queue_port: int | None = None,
+    table_port: int | None = None,
+    log_path: Path | None = None,
+    in_memory: bool = False,
+) -> Azurite:
+    """Start Azurite (blob, queue, table) with telemetry off, data under `location`."""
+    node = shutil.which("node")
+    if node is None:
+        raise ServiceError("node is not on PATH: install Node.js 20 or newer")
+    if not AZURITE_JS.exists():
+        raise ServiceError(f"Azurite is not installed ({AZURITE_JS} is missing): run 'npm ci' (make does this)")
+    ports = [blob_port or free_port(), queue_port or free_port(), table_port or free_port()]
+    for port in ports:
+        if port_in_use(port):
+            raise ServiceError(f"port {port} is already in use: stop what holds it or choose other ports")
+    location.mkdir(parents=True, exist_ok=True)
+    args = [
+        node,
+        str(AZURITE_JS),
+        "--silent",
+        "--location",
+        str(location),
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports[0]),
+        "--queuePort",
+        str(ports[1]),
+        "--tablePort",
+        str(ports[2]),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--disableTelemetry",
+    ]
+    if in_memory:
+        args.append("--inMemoryPersistence")
+    process = _spawn(args, log_path)
+    azurite = Azurite("azurite", process, *ports)
+    try:
+        for port in ports:
+            wait_for_port(port, process, "Azurite")
+    except ServiceError:
+        azurite.stop()
+        raise
+    return azurite
+
+
+@dataclass
+class Emulator(Service):
+    port: int = 0
+    data_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def start_emulator(
+    storage_connection_string: str,
+    data_dir: Path,
+    port: int | None = None,
+    extra_args: list[str] | None = None,
+    log_path: Path | None = None,
+) -> Emulator:
+    """Start the Kusto ingestion emulator (`python -m kusto_emulator`) on `port` or a free one."""
+    port = port or free_port()
+    if port_in_use(port):
+        raise ServiceError(f"port {port} is already in use: stop what holds it or set another emulator port")
+    args = [
+        sys.executable,
+        "-m",
+        "kusto_emulator",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--storage",
+        storage_connection_string,
+        *(extra_args or []),
+    ]
+    process = _spawn(args, log_path)
+    emulator = Emulator("kusto-emulator", process, port, data_dir)
+    try:
+        wait_for_port(port, process, "Kusto emulator")
+    except ServiceError:
+        emulator.stop()
+        raise
+    return emulator

@@ -1,0 +1,75 @@
+"""Loads the JSON Schemas in `shared/schemas/` and validates messages against them.
+
+Every message is checked when it is written and again when it is read, so a bug in one function, or a
+message written by hand into a queue, is caught at the boundary with the exact field that is wrong.
+Format checks (`date-time`, `uri`, `uuid`) are on: without the `format-nongpl` extras jsonschema would
+pass a bad date silently, so `requirements.txt` installs them.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from referencing import Registry, Resource
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+
+PENDING_BLOB = "pending-blob.schema.json"
+FAILURE_NOTIFICATION = "failure-notification.schema.json"
+TRACKING_RECORD = "tracking-record.schema.json"
+
+
+class MessageError(ValueError):
+    """A message does not match its schema; the text names the schema, the field and the problem."""
+
+    def __init__(self, schema: str, path: str, problem: str) -> None:
+        super().__init__(f"{schema}: {path}: {problem}")
+        self.schema = schema
+        self.path = path
+        self.problem = problem
+
+
+@cache
+def _registry() -> Registry:
+    resources = []
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        document = json.loads(path.read_text(encoding="utf-8"))
+        resources.append((path.name, Resource.from_contents(document)))
+    return Registry().with_resources(resources)
+
+
+@cache
+def validator(schema: str) -> Draft202012Validator:
+    """The validator for one schema file, with format checking and cross-file `$ref`s resolved."""
+    document = _registry().contents(schema)
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, registry=_registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def validate(schema: str, message: Any) -> None:
+    """Raise MessageError naming the first (most relevant) problem when `message` does not match."""
+    error = best_match(validator(schema).iter_errors(message))
+    if error is not None:
+        path = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+        raise MessageError(schema, path, error.message[:500])
+
+
+def parse(schema: str, text: str | bytes) -> dict[str, Any]:
+    """Decode a JSON message and validate it; malformed JSON is a MessageError like any other mismatch."""
+    try:
+        message = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise MessageError(schema, "$", f"not valid JSON: {error}") from None
+    validate(schema, message)
+    return message
+
+
+def dump(schema: str, message: dict[str, Any]) -> str:
+    """Validate and serialise a message to compact JSON, ready for a queue."""
+    validate(schema, message)
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,43 @@
+"""Fixtures that start the real local services on free ports and stop them at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """One Azurite for the whole run (blob, queue, table) on free ports; tests use unique names."""
+    location = tmp_path_factory.mktemp("azurite")
+    service = start_azurite(location, log_path=location / "azurite.log")
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """One Kusto ingestion emulator for the run, on a free port, databases created on first use."""
+    data_dir = tmp_path_factory.mktemp("emulator")
+    service = start_emulator(
+        azurite.connection_string, data_dir, extra_args=["--auto-create-databases"], log_path=data_dir / "emulator.log"
+    )
+    yield service
+    service.stop()
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> str:
+    """A storage-safe name unique to the test (queues, containers, tables)."""
+    import hashlib
+
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    return f"t{digest}"
+
+
+def read_log(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""

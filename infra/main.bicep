@@ -125,6 +125,11 @@ param pendingVisibilityTimeoutSeconds int = 300
 @maxValue(100)
 param pendingMaxDequeueCount int = 5
 
+@description('Seconds a blob that Kusto keeps deferring is retried before it alerts as Submission_TimedOut (PENDING_MAX_AGE_SECONDS).')
+@minValue(60)
+@maxValue(518400)
+param pendingMaxAgeSeconds int = 21600
+
 @description('Routing rules as inline JSON (ROUTING_RULES); empty uses the path convention <database>/<table>/... only.')
 param routingRules string = ''
 
@@ -627,6 +632,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       MAX_BLOBS_PER_BATCH: string(maxBlobsPerBatch)
       PENDING_VISIBILITY_TIMEOUT_SECONDS: string(pendingVisibilityTimeoutSeconds)
       PENDING_MAX_DEQUEUE_COUNT: string(pendingMaxDequeueCount)
+      PENDING_MAX_AGE_SECONDS: string(pendingMaxAgeSeconds)
       KUSTO_INGEST_URI: kustoIngestUri
       KUSTO_TOKEN_SCOPE: !empty(kustoTokenScope) ? kustoTokenScope : '${kustoIngestUri}/.default'
       KUSTO_CREDENTIAL: 'managedidentity'

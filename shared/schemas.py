@@ -22,6 +22,9 @@ SCHEMA_DIR = Path(__file__).parent / "schemas"
 PENDING_BLOB = "pending-blob.schema.json"
 FAILURE_NOTIFICATION = "failure-notification.schema.json"
 TRACKING_RECORD = "tracking-record.schema.json"
+INGEST_REQUEST = "ingest-request.schema.json"
+ROUTING_RULES = "routing-rules.schema.json"
+ALERT = "alert.schema.json"
 
 
 class MessageError(ValueError):

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ BLOB_ACCESS_MODES = ("managed_identity", "user_delegation_sas", "account_key_sas
 BLOB_TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
 REPORT_LEVELS = ("FailuresOnly", "None", "FailuresAndSuccesses")
 REPORT_METHODS = ("Queue", "Table", "QueueAndTable")
+WEBHOOK_FORMATS = ("json", "teams", "slack")
 
 # Queue names follow Azure's rules: 3-63 characters, lowercase letters, digits and single hyphens.
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
@@ -91,6 +92,7 @@ class Settings:
     max_blobs_per_batch: int = 20
     pending_visibility_timeout_seconds: int = 300
     pending_max_dequeue_count: int = 5
+    pending_max_age_seconds: int = 21600
     kusto_token_scope: str = ""
     kusto_credential: str = "managedidentity"
     managed_identity_client_id: str | None = None
@@ -103,6 +105,20 @@ class Settings:
     submission_mode: str = "rest"
     report_level: str = "FailuresOnly"
     report_method: str = "Queue"
+    track_schedule: str = "*/15 * * * * *"
+    tracking_horizon_seconds: int = 6 * 3600
+    tracking_poll_initial_seconds: int = 10
+    tracking_poll_max_seconds: int = 300
+    tracking_max_per_run: int = 512
+    resubmit_max_attempts: int = 3
+    quarantine_container: str = ""
+    delete_on_success: bool = False
+    alert_webhook_url: str = field(default="", repr=False)
+    alert_webhook_format: str = "json"
+    alert_webhook_secret: str = field(default="", repr=False)
+    alert_digest_window_seconds: int = 900
+    alert_state_container: str = "ingest-state"
+    housekeeping_schedule: str = "0 * * * * *"
 
     @property
     def pending_poison_queue(self) -> str:
@@ -135,6 +151,7 @@ SETTING_NAMES: dict[str, str] = {
     "MAX_BLOBS_PER_BATCH": "cap on blobs per request (the server's maxBlobsPerBatch is used when lower)",
     "PENDING_VISIBILITY_TIMEOUT_SECONDS": "how long a received pending message stays hidden before it is retried",
     "PENDING_MAX_DEQUEUE_COUNT": "reads of a pending message before it moves to the poison queue and alerts",
+    "PENDING_MAX_AGE_SECONDS": "how long a blob Kusto keeps deferring is retried before it alerts as Submission_TimedOut",
     "KUSTO_INGEST_URI": "ingestion (Data Management) endpoint, https://ingest-<cluster>.<region>.kusto.windows.net",
     "KUSTO_TOKEN_SCOPE": "token scope for Kusto requests",
     "KUSTO_CREDENTIAL": "managedidentity, default (DefaultAzureCredential) or none (local emulator only)",
@@ -148,6 +165,20 @@ SETTING_NAMES: dict[str, str] = {
     "SUBMISSION_MODE": "rest (queued-ingestion REST endpoint) or queue (queue-based protocol)",
     "REPORT_LEVEL": "queue mode: FailuresOnly, None or FailuresAndSuccesses",
     "REPORT_METHOD": "queue mode: Queue, Table or QueueAndTable",
+    "TRACK_SCHEDULE": "NCRONTAB schedule of the outcome tracker (status polling, and the status-queue relay in queue mode)",
+    "TRACKING_HORIZON_SECONDS": "how long an operation is tracked before its pending blobs alert as Tracking_TimedOut",
+    "TRACKING_POLL_INITIAL_SECONDS": "delay before the first status poll of an operation (doubles after each poll)",
+    "TRACKING_POLL_MAX_SECONDS": "longest delay between two status polls of one operation",
+    "TRACKING_MAX_PER_RUN": "cap on operations polled by one tracker run (bounds the polling cost under load)",
+    "RESUBMIT_MAX_ATTEMPTS": "resubmissions of a transiently failed blob before it alerts as Exhausted (0 = never resubmit)",
+    "QUARANTINE_CONTAINER": "container permanently failed blobs are moved to (empty = leave them in staging)",
+    "DELETE_ON_SUCCESS": "true to delete a staged blob once Kusto confirms it was ingested",
+    "ALERT_WEBHOOK_URL": "webhook that receives alerts (empty = log records only); treat it as a secret",
+    "ALERT_WEBHOOK_FORMAT": "payload shape of the webhook: json, teams (Adaptive Card) or slack (blocks)",
+    "ALERT_WEBHOOK_SECRET": "optional HMAC-SHA256 key; the body signature goes in X-Signature-SHA256",
+    "ALERT_DIGEST_WINDOW_SECONDS": "repeats of one (database, table, error code) within this window become one digest (0 = off)",
+    "ALERT_STATE_CONTAINER": "container holding the digest state (one small blob per open window)",
+    "HOUSEKEEPING_SCHEDULE": "NCRONTAB schedule of the poison-queue watcher and the digest flush",
 }
 
 
@@ -204,6 +235,28 @@ class _Reader:
             raise SettingsError(f"{name}: {raw!r} is not {kind}; set it to {kind} from {low} to {high}") from None
         if not low <= value <= high:
             raise SettingsError(f"{name}: {value} is out of range; set it from {low} to {high}")
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("true", "1", "yes"):
+            return True
+        if raw.lower() in ("false", "0", "no"):
+            return False
+        raise SettingsError(f"{name}: {raw!r} is not a boolean; set it to true or false")
+
+    def schedule(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if len(value.split()) not in (5, 6):
+            raise SettingsError(f"{name}: {value!r} is not an NCRONTAB expression ('*/10 * * * * *' = every 10 s)")
+        return value
+
+    def container(self, name: str, default: str) -> str:
+        value = self.text(name, default)
+        if value and not _CONTAINER_NAME.match(value):
+            raise SettingsError(f"{name}: {value!r} is not a valid container name (3-63 lowercase letters, digits, hyphens)")
         return value
 
     def queue(self, name: str, default: str) -> str:
@@ -295,6 +348,51 @@ def _allowed_targets(reader: _Reader) -> tuple[str, ...]:
     return targets
 
 
+def _webhook_url(reader: _Reader) -> str:
+    url = reader.raw("ALERT_WEBHOOK_URL")
+    if url is None:
+        return ""
+    parts = urlsplit(url)
+    # The URL itself may be the secret (Slack, Teams workflows), so the errors below never quote it.
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SettingsError("ALERT_WEBHOOK_URL: not an http(s) URL; set it to the webhook address your chat tool gave you")
+    if parts.scheme == "http" and not is_loopback_url(url):
+        raise SettingsError("ALERT_WEBHOOK_URL: plain http is only allowed for a local receiver; use https")
+    return url
+
+
+def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]:
+    """Settings of the outcome tracker, blob outcomes and alert sinks (validated together: some depend on others)."""
+    initial = reader.number("TRACKING_POLL_INITIAL_SECONDS", 10, 1, 3600)
+    longest = reader.number("TRACKING_POLL_MAX_SECONDS", 300, 1, 24 * 3600)
+    if longest < initial:
+        raise SettingsError(
+            f"TRACKING_POLL_MAX_SECONDS: {longest} is below TRACKING_POLL_INITIAL_SECONDS ({initial}); raise it or lower that"
+        )
+    quarantine = reader.container("QUARANTINE_CONTAINER", "")
+    if quarantine == staging_container:
+        raise SettingsError("QUARANTINE_CONTAINER: must differ from STAGING_CONTAINER (quarantined blobs would be re-ingested)")
+    state = reader.container("ALERT_STATE_CONTAINER", "ingest-state")
+    if state in (staging_container, quarantine):
+        raise SettingsError("ALERT_STATE_CONTAINER: must differ from STAGING_CONTAINER and QUARANTINE_CONTAINER")
+    return {
+        "track_schedule": reader.schedule("TRACK_SCHEDULE", "*/15 * * * * *"),
+        "tracking_horizon_seconds": reader.number("TRACKING_HORIZON_SECONDS", 6 * 3600, 1, 7 * 24 * 3600),
+        "tracking_poll_initial_seconds": initial,
+        "tracking_poll_max_seconds": longest,
+        "tracking_max_per_run": reader.number("TRACKING_MAX_PER_RUN", 512, 1, 100_000),
+        "resubmit_max_attempts": reader.number("RESUBMIT_MAX_ATTEMPTS", 3, 0, 100),
+        "quarantine_container": quarantine,
+        "delete_on_success": reader.flag("DELETE_ON_SUCCESS", False),
+        "alert_webhook_url": _webhook_url(reader),
+        "alert_webhook_format": reader.choice("ALERT_WEBHOOK_FORMAT", "json", WEBHOOK_FORMATS),
+        "alert_webhook_secret": reader.raw("ALERT_WEBHOOK_SECRET") or "",
+        "alert_digest_window_seconds": reader.number("ALERT_DIGEST_WINDOW_SECONDS", 900, 0, 7 * 24 * 3600),
+        "alert_state_container": state,
+        "housekeeping_schedule": reader.schedule("HOUSEKEEPING_SCHEDULE", "0 * * * * *"),
+    }
+
+
 def load_settings(values: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting from `values` (default: the process environment)."""
     reader = _Reader(os.environ if values is None else values)
@@ -345,6 +443,7 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
         max_blobs_per_batch=reader.number("MAX_BLOBS_PER_BATCH", 20, 1, 1000),
         pending_visibility_timeout_seconds=reader.number("PENDING_VISIBILITY_TIMEOUT_SECONDS", 300, 5, 7 * 24 * 3600),
         pending_max_dequeue_count=reader.number("PENDING_MAX_DEQUEUE_COUNT", 5, 1, 100),
+        pending_max_age_seconds=reader.number("PENDING_MAX_AGE_SECONDS", 21600, 60, 6 * 24 * 3600),
         kusto_token_scope=reader.text("KUSTO_TOKEN_SCOPE", f"{ingest_uri}/.default"),
         kusto_credential=credential,
         managed_identity_client_id=client_id,
@@ -358,4 +457,5 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
         report_level=reader.choice("REPORT_LEVEL", "FailuresOnly", REPORT_LEVELS),
         report_method=reader.choice("REPORT_METHOD", "Queue", REPORT_METHODS),
         **queues,
+        **_outcome_settings(reader, container),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,9 +34,7 @@ def emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture
 def unique_name(request: pytest.FixtureRequest) -> str:
     """A storage-safe name unique to the test (queues, containers, tables)."""
-    import hashlib
-
-    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:10]
+    digest = hashlib.blake2b(request.node.nodeid.encode(), digest_size=5).hexdigest()
     return f"t{digest}"
 
 

@@ -1,0 +1,84 @@
+"""The function app's triggers. Each function only hands its input to `shared/`, where the logic lives.
+
+* `record_staged_blob`: a blob lands in the staging container -> one pending message (or a failure
+  notification). The blob arrives as an SDK `BlobClient`, so the host never downloads its content.
+* `submit_pending`: every SUBMIT_SCHEDULE tick, drain the pending queue into Kusto.
+* `track_outcomes`: every TRACK_SCHEDULE tick, poll the status of accepted operations (and, in queue mode,
+  relay Kusto's failure queue).
+* `alert_on_failure`: every failure notification becomes one alert (log record, then the webhook).
+* `housekeeping`: every HOUSEKEEPING_SCHEDULE tick, alert on poison-queue messages and send due digests.
+
+Container, schedule and queue names are `%SETTING%` binding expressions, resolved by the host from the
+same app settings `shared.settings` reads. The blob trigger's `source` cannot be an expression, so it is
+read here, at indexing time: invalid settings stop the app at start-up with one line naming the setting.
+
+Timers run without the schedule monitor and never on start-up: a missed tick is worth nothing (the next
+one, seconds later, does the same work), the monitor would only add storage writes, and a start-up run
+would fire on every scale-out. (No `from __future__ import annotations` here: the worker must see the
+real `BlobClient` class in the signature to bind the SDK type.)
+"""
+
+import logging
+
+import azure.functions as func
+import azurefunctions.extensions.bindings.blob as blob_types
+
+from shared.alerts import raise_alert
+from shared.poison import watch_poison_queues
+from shared.recorder import record_blob
+from shared.services import get_services
+from shared.settings import STAGING_CONNECTION, load_settings
+from shared.sinks import deliver, flush_digests
+from shared.submission import submit_pending_blobs
+from shared.tracking import track_outcomes as track_accepted_operations
+
+logger = logging.getLogger(__name__)
+
+app = func.FunctionApp()
+
+
+@app.function_name("record_staged_blob")
+@app.blob_trigger(
+    arg_name="blob",
+    path="%STAGING_CONTAINER%/{name}",
+    connection=STAGING_CONNECTION,
+    source=func.BlobSource(load_settings().blob_trigger_source),
+)
+def record_staged_blob(blob: blob_types.BlobClient) -> None:
+    record_blob(blob, get_services())
+
+
+@app.function_name("submit_pending")
+@app.timer_trigger(arg_name="timer", schedule="%SUBMIT_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def submit_pending(timer: func.TimerRequest) -> None:
+    if timer.past_due:
+        logger.info("submission timer is past due; draining now")
+    submit_pending_blobs(get_services())
+
+
+@app.function_name("track_outcomes")
+@app.timer_trigger(arg_name="timer", schedule="%TRACK_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def track_outcomes(timer: func.TimerRequest) -> None:
+    track_accepted_operations(get_services())
+
+
+@app.function_name("alert_on_failure")
+@app.queue_trigger(arg_name="message", queue_name="%FAILURES_QUEUE%", connection=STAGING_CONNECTION)
+def alert_on_failure(message: func.QueueMessage) -> None:
+    services = get_services()
+    alert = raise_alert(
+        message.get_body().decode("utf-8", errors="replace"),
+        services,
+        queue_name=services.settings.failures_queue,
+        message_id=message.id or "",
+        dequeue_count=message.dequeue_count or 0,
+    )
+    deliver(alert, services)
+
+
+@app.function_name("housekeeping")
+@app.timer_trigger(arg_name="timer", schedule="%HOUSEKEEPING_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def housekeeping(timer: func.TimerRequest) -> None:
+    services = get_services()
+    watch_poison_queues(services)
+    flush_digests(services)

@@ -1,0 +1,145 @@
+"""Failure queue trigger body: every failure notification becomes one structured alert log record.
+
+The record is the alert of record: an Azure Monitor log alert rule matches the stable message prefix
+`KUSTO_INGESTION_FAILURE` (logger `shared.alerts`) and reads the custom dimensions, which follow
+`alert.schema.json`. Permanent and Exhausted failures log at ERROR, because nothing will fix them without a
+person; Transient and Unknown ones at WARNING. A notification that is not valid still alerts, at ERROR, as
+`Alert_MalformedNotification` with the redacted payload attached: a broken message must never turn a
+failure into silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from shared import schemas
+from shared.names import has_control_characters
+from shared.notifications import EXHAUSTED, PERMANENT
+from shared.redaction import plain_blob_url, redact
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+logger = logging.getLogger(__name__)
+
+ALERT_KEY = "KUSTO_INGESTION_FAILURE"
+"""Every alert record's message starts with this; alert rules match on it. Changing it breaks deployed rules."""
+MALFORMED_NOTIFICATION = "Alert_MalformedNotification"
+DETAILS_LIMIT = 4096
+"""Longest text kept in one dimension: Application Insights cuts custom dimension values at 8192 characters."""
+MESSAGE_DETAILS_LIMIT = 512
+VALIDATION_ERROR_LIMIT = 1024
+
+_MESSAGE = ALERT_KEY + " errorCode=%s failureStatus=%s target=%s.%s blob=%s origin=%s details=%s"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: the level and text it was logged with and its dimensions (valid per alert.schema.json).
+
+    `notification` is the parsed failure notification, or None when the payload was malformed; sinks that
+    come later (webhook, digest) read the alert instead of parsing the queue message again.
+    """
+
+    level: int
+    message: str
+    dimensions: Mapping[str, Any]
+    notification: Mapping[str, Any] | None
+
+    @property
+    def error_code(self) -> str:
+        return self.dimensions["errorCode"]
+
+    @property
+    def failure_status(self) -> str:
+        return self.dimensions["failureStatus"]
+
+
+def _clean(value: Any, limit: int) -> str:
+    """Text safe for a log dimension: a string, credentials redacted, cut to `limit` characters."""
+    return redact(value if isinstance(value, str) else "")[:limit]
+
+
+def _safe_path(value: Any) -> str:
+    return _clean(plain_blob_url(value), 4096) if isinstance(value, str) and value else ""
+
+
+def _one_line(text: str) -> str:
+    """Escape control characters so a crafted blob name or detail cannot forge extra log lines."""
+    if not has_control_characters(text):
+        return text
+    return "".join(repr(char)[1:-1] if has_control_characters(char) else char for char in text)
+
+
+def level_for(failure_status: str) -> int:
+    """ERROR when a person must act (Permanent, Exhausted), WARNING when it may still resolve itself."""
+    return logging.ERROR if failure_status in (PERMANENT, EXHAUSTED) else logging.WARNING
+
+
+def _dimensions(notification: Mapping[str, Any], queue_name: str, message_id: str, dequeue_count: int) -> dict[str, Any]:
+    return {
+        "alertKey": ALERT_KEY,
+        "errorCode": _clean(notification.get("ErrorCode"), 256),
+        "failureStatus": notification.get("FailureStatus"),
+        "origin": _clean(notification.get("Origin"), 64),
+        "database": _clean(notification.get("Database"), 1024),
+        "table": _clean(notification.get("Table"), 1024),
+        "blobPath": _safe_path(notification.get("IngestionSourcePath")),
+        "blobName": _clean(notification.get("BlobName"), 1024),
+        "operationId": _clean(notification.get("OperationId"), 256),
+        "sourceId": _clean(notification.get("IngestionSourceId"), 256),
+        "rootActivityId": _clean(notification.get("RootActivityId"), 256),
+        "failedOn": _clean(notification.get("FailedOn"), 64),
+        "shouldRetry": notification.get("ShouldRetry") is True,
+        "details": _clean(notification.get("Details"), DETAILS_LIMIT),
+        "queueName": queue_name[:63],
+        "messageId": message_id[:256],
+        "dequeueCount": max(dequeue_count, 0),
+    }
+
+
+def _malformed_dimensions(body: str, problem: str, queue_name: str, message_id: str, dequeue_count: int) -> dict[str, Any]:
+    """Dimensions for a payload that is not a valid notification: keep what can be read, name what is wrong."""
+    dimensions = _dimensions({}, queue_name, message_id, dequeue_count)
+    dimensions.update(
+        errorCode=MALFORMED_NOTIFICATION,
+        failureStatus=PERMANENT,
+        details=f"a failure notification on {queue_name} could not be read: {_clean(problem, VALIDATION_ERROR_LIMIT)}",
+        validationError=_clean(problem, VALIDATION_ERROR_LIMIT),
+        rawPayload=_clean(body, DETAILS_LIMIT),
+    )
+    return dimensions
+
+
+def raise_alert(body: str, services: Services, *, queue_name: str, message_id: str, dequeue_count: int) -> Alert:
+    """Turn one failure notification (the decoded queue message text) into one alert log record.
+
+    `services` is the worker's shared clients and settings, the same object every trigger body gets; the
+    log record needs none of them, the sinks that build on the returned Alert do.
+    """
+    try:
+        notification: Mapping[str, Any] | None = schemas.parse(schemas.FAILURE_NOTIFICATION, body)
+    except schemas.MessageError as error:
+        notification = None
+        dimensions = _malformed_dimensions(body, str(error), queue_name, message_id, dequeue_count)
+    else:
+        dimensions = _dimensions(notification, queue_name, message_id, dequeue_count)
+    schemas.validate(schemas.ALERT, dimensions)
+    level = logging.ERROR if notification is None else level_for(dimensions["failureStatus"])
+    args = tuple(
+        _one_line(value or "?")
+        for value in (
+            dimensions["errorCode"],
+            dimensions["failureStatus"],
+            dimensions["database"],
+            dimensions["table"],
+            dimensions["blobName"] or dimensions["blobPath"],
+            dimensions["origin"],
+            dimensions["details"][:MESSAGE_DETAILS_LIMIT],
+        )
+    )
+    logger.log(level, _MESSAGE, *args, extra={"custom_dimensions": dimensions})
+    return Alert(level=level, message=_MESSAGE % args, dimensions=dimensions, notification=notification)

@@ -1,0 +1,80 @@
+"""The blob URL handed to Kusto, carrying the access Kusto needs to read the blob (BLOB_ACCESS).
+
+* `managed_identity` (the default in Azure): `<url>;managed_identity=<BLOB_ACCESS_IDENTITY>`. No secret
+  leaves the app; the cluster's identity needs Storage Blob Data Reader and a NativeIngestion policy.
+* `user_delegation_sas`: a short-lived, read-only SAS signed with a user delegation key (the app's own
+  identity, no account key). The key is fetched once and reused until it nears its end, so a drain of
+  many blobs costs one extra storage call, not one per blob.
+* `account_key_sas`: a read-only SAS signed with the account key. Settings allow it only for local storage
+  (Azurite), where there is no identity to sign with.
+
+The URL stored in queues and logs is always the plain one (`shared.redaction.plain_blob_url`); the access
+part exists only inside the request to Kusto.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
+
+from shared.redaction import plain_blob_url
+from shared.settings import Settings
+
+CLOCK_SKEW = timedelta(minutes=5)
+"""SAS start times are set this far back so a storage clock slightly behind ours still accepts them."""
+KEY_LIFETIME = timedelta(days=1)
+"""How long one user delegation key is requested for (storage allows up to 7 days)."""
+
+
+class BlobAccess:
+    """Turns a plain blob URL into the URL Kusto reads, by the mode in `settings.blob_access`."""
+
+    def __init__(
+        self, settings: Settings, blob_service: BlobServiceClient, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self._settings = settings
+        self._blob_service = blob_service
+        self._now = now
+        self._lifetime = timedelta(minutes=settings.sas_lifetime_minutes)
+        self._lock = threading.Lock()
+        self._key: UserDelegationKey | None = None
+        self._key_expires: datetime | None = None
+
+    def url_for(self, blob_url: str, container: str, blob_name: str) -> str:
+        """The URL with access; `container` and `blob_name` are the blob's unencoded names (they are signed)."""
+        plain = plain_blob_url(blob_url)
+        mode = self._settings.blob_access
+        if mode == "managed_identity":
+            return f"{plain};managed_identity={self._settings.blob_access_identity}"
+        now = self._now()
+        expiry = now + self._lifetime
+        if mode == "user_delegation_sas":
+            key, key_expires = self._user_delegation_key(now)
+            signing: dict[str, object] = {"user_delegation_key": key}
+            expiry = min(expiry, key_expires)  # a SAS cannot outlive the key that signs it
+        else:
+            signing = {"account_key": self._settings.staging.account_key()}
+        sas = generate_blob_sas(
+            account_name=self._blob_service.account_name,
+            container_name=container,
+            blob_name=blob_name,
+            permission=BlobSasPermissions(read=True),
+            start=now - CLOCK_SKEW,
+            expiry=expiry,
+            protocol="https" if plain.startswith("https://") else None,
+            **signing,
+        )
+        return f"{plain}?{sas}"
+
+    def _user_delegation_key(self, now: datetime) -> tuple[UserDelegationKey, datetime]:
+        """The cached key and its expiry, or a new one when the cached one would end before a SAS signed now."""
+        with self._lock:
+            if self._key is None or self._key_expires is None or now + self._lifetime + CLOCK_SKEW >= self._key_expires:
+                expires = now + max(KEY_LIFETIME, 2 * self._lifetime)
+                expires = min(expires, now + timedelta(days=7) - CLOCK_SKEW)
+                self._key = self._blob_service.get_user_delegation_key(key_start_time=now - CLOCK_SKEW, key_expiry_time=expires)
+                self._key_expires = expires
+            return self._key, self._key_expires

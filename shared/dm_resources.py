@@ -1,0 +1,295 @@
+"""Queue mode's view of the Data Management service: its ingestion resources and its identity token.
+
+Queued ingestion without the REST endpoint (design doc 000) starts with two management commands on the
+ingest- host: `.get ingestion resources` (SAS URLs of the queues Kusto reads ingestion messages from, its
+temporary containers, its success and failure notification queues, its status table) and `.get kusto
+identity token` (an opaque token Kusto checks on every queue message, since a queue carries no
+Authorization header). Both answers are v1 JSON tables, read here by column name.
+
+The SDKs cache both for an hour; so does `DmResourceCache`, refreshing a little before the hour is up so a
+drain never posts with a token about to expire, and at once when Kusto or storage says a cached value no
+longer works (a rejected token, a 403 from a queue whose SAS expired, a rotated queue that is gone).
+
+The HTTP side is an azure-core pipeline like the REST client's (`shared.kusto_rest`): authentication,
+retries, headers and redacted request logging are policies, and errors are the same typed `KustoError`s.
+`kusto_rest` builds its pipeline inside `KustoIngestClient`, so `management_pipeline()` here builds the
+same policies for the management endpoint; the two can become one factory.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from azure.core import PipelineClient
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestTimeoutError, ServiceResponseTimeoutError
+from azure.core.pipeline.policies import (
+    BearerTokenCredentialPolicy,
+    HeadersPolicy,
+    HttpLoggingPolicy,
+    RetryPolicy,
+    UserAgentPolicy,
+)
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.rest import HttpRequest
+
+from shared.kusto_errors import KustoAuthError, TransientKustoError, error_from_response
+from shared.kusto_rest import API_VERSION, CLIENT_NAME, CLIENT_VERSION, parse_retry_after
+from shared.settings import Settings, is_loopback_url
+
+logger = logging.getLogger(__name__)
+
+MGMT_PATH = "/v1/rest/mgmt"
+MGMT_DATABASE = "NetDefaultDB"
+"""The database every SDK names in management calls to the DM service."""
+RESOURCES_COMMAND = ".get ingestion resources"
+IDENTITY_TOKEN_COMMAND = ".get kusto identity token"  # noqa: S105 - a command, not a secret
+CACHE_LIFETIME_SECONDS = 3600.0
+"""How long resources and the identity token are used (the SDKs' one hour)."""
+REFRESH_MARGIN_SECONDS = 300.0
+"""Refresh this long before the hour is up, so a value is never used in its last minutes."""
+
+MAX_REMEMBERED_REJECTIONS = 10_000
+
+INGESTION_QUEUE = "SecuredReadyForAggregationQueue"
+TEMP_STORAGE = "TempStorage"
+FAILURE_QUEUE = "FailedIngestionsQueue"
+SUCCESS_QUEUE = "SuccessfulIngestionsQueue"
+STATUS_TABLE = "IngestionsStatusTable"
+
+
+@dataclass(frozen=True)
+class IngestionResources:
+    """The DM service's resources: SAS URLs (secrets, never logged) of its queues, containers and table."""
+
+    ingestion_queues: tuple[str, ...]
+    temp_containers: tuple[str, ...]
+    failure_queue: str
+    success_queue: str | None
+    status_table: str | None
+
+
+def management_pipeline(
+    settings: Settings, credential: TokenCredential | None, transport: HttpTransport | None = None, retry_total: int = 3
+) -> PipelineClient:
+    """A PipelineClient for the DM endpoint with the REST client's policies (headers, retry, bearer token, logging)."""
+    timeout = settings.kusto_request_timeout_seconds
+    logging_policy = HttpLoggingPolicy(logger=logging.getLogger(f"{__name__}.http"))
+    logging_policy.allowed_header_names.update({"x-ms-activity-id", "x-ms-app", "x-ms-client-version", "x-ms-version"})
+    policies: list[Any] = [
+        HeadersPolicy(
+            {
+                "Accept": "application/json",
+                "x-ms-app": CLIENT_NAME,
+                "x-ms-client-version": f"Kusto.BlobIngest.Functions:{CLIENT_VERSION}|Runtime.Python:{platform.python_version()}",
+                "x-ms-version": API_VERSION,
+            }
+        ),
+        UserAgentPolicy(sdk_moniker=f"{CLIENT_NAME}/{CLIENT_VERSION}"),
+        RetryPolicy(retry_total=retry_total, retry_backoff_factor=0.5, retry_backoff_max=8, timeout=2 * timeout),
+        logging_policy,
+    ]
+    if credential is not None:
+        policies.insert(3, BearerTokenCredentialPolicy(credential, settings.kusto_token_scope))
+    return PipelineClient(
+        base_url=settings.kusto_ingest_uri,
+        policies=policies,
+        transport=transport or RequestsTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
+    )
+
+
+def _rows(document: Any, command: str) -> list[dict[str, Any]]:
+    """The first table of a v1 answer as dicts keyed by column name (the column order is not relied on)."""
+    try:
+        table = document["Tables"][0]
+        names = [column["ColumnName"] for column in table["Columns"]]
+        return [dict(zip(names, row, strict=True)) for row in table["Rows"]]
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise TransientKustoError(f"Kusto '{command}' answered with something that is not a v1 result table") from None
+
+
+def parse_ingestion_resources(document: Any) -> IngestionResources:
+    """Read `.get ingestion resources`; a missing ingestion or failure queue is an error naming it."""
+    found: dict[str, list[str]] = {}
+    for row in _rows(document, RESOURCES_COMMAND):
+        kind, root = row.get("ResourceTypeName"), row.get("StorageRoot")
+        if isinstance(kind, str) and isinstance(root, str) and root:
+            found.setdefault(kind, []).append(root)
+    for required in (INGESTION_QUEUE, FAILURE_QUEUE):
+        if not found.get(required):
+            # Without them nothing can be posted, or failures could not alert: the blobs wait for a better answer.
+            raise TransientKustoError(f"Kusto '{RESOURCES_COMMAND}' listed no {required}; the blobs wait and are retried")
+    return IngestionResources(
+        ingestion_queues=tuple(found[INGESTION_QUEUE]),
+        temp_containers=tuple(found.get(TEMP_STORAGE, ())),
+        failure_queue=found[FAILURE_QUEUE][0],
+        success_queue=next(iter(found.get(SUCCESS_QUEUE, ())), None),
+        status_table=next(iter(found.get(STATUS_TABLE, ())), None),
+    )
+
+
+def parse_identity_token(document: Any) -> str:
+    """Read `.get kusto identity token`: one row, column AuthorizationContext."""
+    rows = _rows(document, IDENTITY_TOKEN_COMMAND)
+    token = rows[0].get("AuthorizationContext") if rows else None
+    if not isinstance(token, str) or not token:
+        raise TransientKustoError(f"Kusto '{IDENTITY_TOKEN_COMMAND}' returned no AuthorizationContext")
+    return token
+
+
+class DataManagementClient:
+    """Runs the two management commands queue mode needs; errors are typed like the REST client's."""
+
+    def __init__(self, settings: Settings, credential: TokenCredential | None, *, transport: HttpTransport | None = None) -> None:
+        if credential is None and settings.kusto_credential != "none":
+            raise ValueError(f"KUSTO_CREDENTIAL is {settings.kusto_credential!r}: pass the credential it names")
+        self._settings = settings
+        self._pipeline = management_pipeline(settings, credential, transport)
+        # Bearer tokens over plain http are refused by azure-core; the settings allow http only for loopback.
+        self._run_options: dict[str, Any] = {}
+        if (
+            credential is not None
+            and settings.kusto_ingest_uri.startswith("http://")
+            and is_loopback_url(settings.kusto_ingest_uri)
+        ):
+            self._run_options["enforce_https"] = False
+
+    def close(self) -> None:
+        self._pipeline.close()
+
+    def fetch_resources(self) -> IngestionResources:
+        resources = parse_ingestion_resources(self.command(RESOURCES_COMMAND))
+        logger.info(
+            "ingestion resources fetched: %d ingestion queues, %d temp containers",
+            len(resources.ingestion_queues),
+            len(resources.temp_containers),
+        )
+        return resources
+
+    def fetch_identity_token(self) -> str:
+        token = parse_identity_token(self.command(IDENTITY_TOKEN_COMMAND))
+        logger.info("Kusto identity token fetched")
+        return token
+
+    def command(self, csl: str) -> Any:
+        """POST one management command to the DM service; returns its JSON answer or raises a KustoError."""
+        request = HttpRequest(
+            "POST",
+            self._settings.kusto_ingest_uri + MGMT_PATH,
+            json={"db": MGMT_DATABASE, "csl": csl},
+            headers={"x-ms-client-request-id": f"KIC.execute;{uuid.uuid4()}", "Content-Type": "application/json; charset=utf-8"},
+        )
+        operation = f"'{csl}'"
+        try:
+            response = self._pipeline.send_request(request, **self._run_options)
+        except ClientAuthenticationError as error:
+            raise KustoAuthError(
+                f"Kusto {operation}: no token for scope {self._settings.kusto_token_scope}: {error}; check KUSTO_CREDENTIAL"
+            ) from None
+        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as error:
+            raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
+        except AzureError as error:
+            raise TransientKustoError(f"Kusto {operation} failed: {type(error).__name__}: {error}") from None
+        text = response.text()
+        if not 200 <= response.status_code < 300:
+            raise error_from_response(
+                response.status_code,
+                text,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                activity_id=response.headers.get("x-ms-activity-id", ""),
+                operation=operation,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise TransientKustoError(f"Kusto {operation} answered with a body that is not JSON: {text[:200]}") from None
+
+
+T = TypeVar("T")
+
+
+class _Expiring(Generic[T]):
+    """One value fetched on demand and kept until it is due for refresh; one fetch at a time."""
+
+    def __init__(self, fetch: Callable[[], T], clock: Callable[[], float], keep_seconds: float) -> None:
+        self._fetch = fetch
+        self._clock = clock
+        self._keep = keep_seconds
+        self._lock = threading.Lock()
+        self._value: T | None = None
+        self._due = 0.0
+        self.fetched_at: float | None = None
+
+    def get(self) -> T:
+        # Fetching under the lock makes the concurrent chunks of a drain wait for one answer, not all ask.
+        with self._lock:
+            if self._value is None or self._clock() >= self._due:
+                self._value = self._fetch()
+                self.fetched_at = self._clock()
+                self._due = self.fetched_at + self._keep
+            return self._value
+
+    def invalidate(self, stale: T | None = None) -> None:
+        """Forget the value (only if it is still `stale`, when given: another thread may have refreshed it)."""
+        with self._lock:
+            if stale is None or self._value == stale:
+                self._value = None
+
+
+class DmResourceCache:
+    """Ingestion resources and identity token, each fetched once per CACHE_LIFETIME_SECONDS (less the margin)."""
+
+    def __init__(
+        self,
+        client: DataManagementClient,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        lifetime_seconds: float = CACHE_LIFETIME_SECONDS,
+        refresh_margin_seconds: float = REFRESH_MARGIN_SECONDS,
+    ) -> None:
+        keep = max(1.0, lifetime_seconds - refresh_margin_seconds)
+        self.client = client
+        self._resources = _Expiring(client.fetch_resources, clock, keep)
+        self._token = _Expiring(client.fetch_identity_token, clock, keep)
+        self._rejections: Counter[str] = Counter()
+        self._rejections_lock = threading.Lock()
+
+    def resources(self) -> IngestionResources:
+        return self._resources.get()
+
+    def identity_token(self) -> str:
+        return self._token.get()
+
+    @property
+    def token_fetched_at(self) -> float | None:
+        """When (on the cache's clock) the current token was fetched; None before the first fetch."""
+        return self._token.fetched_at
+
+    def invalidate_resources(self, stale: IngestionResources | None = None) -> None:
+        """A queue answered 403/404: the next use fetches the resources again."""
+        self._resources.invalidate(stale)
+
+    def invalidate_token(self, stale: str | None = None) -> None:
+        """Kusto rejected the token: the next use fetches a new one."""
+        self._token.invalidate(stale)
+
+    def record_token_rejection(self, source_id: str) -> int:
+        """Kusto refused the token on the message for `source_id`: drop the token; returns this source's refusals so far.
+
+        The count lets the caller stop resubmitting a blob whose messages keep being refused (the count is
+        per process, kept small by forgetting everything past MAX_REMEMBERED_REJECTIONS sources).
+        """
+        self._token.invalidate()
+        with self._rejections_lock:
+            if len(self._rejections) >= MAX_REMEMBERED_REJECTIONS:
+                self._rejections.clear()
+            self._rejections[source_id] += 1
+            return self._rejections[source_id]

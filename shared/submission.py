@@ -1,0 +1,367 @@
+"""Submission timer body: drain the pending queue into queued-ingestion requests, within a time budget.
+
+One run receives pending messages in pages of 32 (the most one request returns), groups and chunks them
+(`shared.batching`), and POSTs the chunks on a small thread pool (SUBMIT_CONCURRENCY), so one slow answer
+holds one worker, not the drain. Receiving stops when the queue is empty or DRAIN_TIME_BUDGET_SECONDS is
+spent; each request is capped by what is left of the budget.
+
+Every message ends in exactly one way, and always "new state first, then delete the old":
+
+* accepted: ONE tracking record for the operation (holding each blob's pending message, so the tracker
+  can resubmit a blob that fails transiently), then the pending messages are deleted;
+* transient failure (429, 5xx, timeout, connection, 401) after the pipeline's retries: each message is put
+  back as a fresh copy that becomes visible after Retry-After (or DEFER_SECONDS), then the original is
+  deleted, and that target gets no more requests this run; a 401 is logged as an error, since only an
+  operator can fix it. Fresh copies start again at dequeue count 0: a deferral is an outcome the run
+  handled, so throttling never pushes a good blob towards the poison queue;
+* still deferred PENDING_MAX_AGE_SECONDS after it was recorded (Kusto down or refusing the app for hours):
+  a `Submission_TimedOut` notification (Exhausted), then the delete, so a long outage is never silent;
+* permanent rejection (400/403/404, `@permanent`): one failure notification per blob, then the delete;
+* read more than PENDING_MAX_DEQUEUE_COUNT times (runs that died before settling it): the raw message goes
+  to `<pending>-poison`, then the delete; the poison watcher (`shared.poison`) raises its one alert;
+* malformed (not base64 text, not JSON, not a pending-blob message): a `Pending_Malformed` notification
+  carrying the redacted raw text, then the delete.
+
+A crash between the two writes therefore duplicates a message and never loses one. The one duplicate that
+reaches Kusto is a blob accepted but whose pending message was not deleted (crash, or a lost answer to a
+POST Kusto did accept): it is submitted again and its rows land twice. The app does not add per-blob
+`ingest-by:` tags with `ingestIfNotExists` to prevent that: ingestion properties apply to a whole request,
+so per-blob tags would mean one blob per request (20x the requests), and every distinct ingest-by tag stays
+on its extent, keeping extents from merging and making each ingestIfNotExists check slower as tags pile up.
+Instead every blob carries its deterministic `sourceId` (uuid5 of URL and ETag) into Kusto's operation
+details and the tracking record, so a duplicate can be found and dropped by source id; a table that needs
+Kusto-side exactly-once can still set `tags`/`ingestIfNotExists` through its routing rule.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.storage.queue import QueueMessage
+
+from shared import schemas
+from shared.batching import Chunk, make_chunks
+from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError
+from shared.kusto_rest import BlobSource
+from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, utc_now_iso
+from shared.redaction import plain_blob_url, redact
+from shared.services import Services
+from shared.storage import QUEUE_TEXT_LIMIT, decode_message
+
+logger = logging.getLogger(__name__)
+
+PAGE_SIZE = 32
+"""The most messages one receive request returns (the service refuses 33)."""
+ORIGIN = "submission"
+MALFORMED = "Pending_Malformed"
+TIMED_OUT = "Submission_TimedOut"
+DEFER_SECONDS = 30
+"""How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
+
+
+@dataclass
+class DrainReport:
+    """What one run did; logged at the end and returned to the caller (tests, the local host)."""
+
+    received: int = 0
+    submitted: int = 0
+    operations: int = 0
+    duplicates: int = 0
+    deferred: int = 0
+    rejected: int = 0
+    malformed: int = 0
+    poisoned: int = 0
+    timed_out: int = 0
+    out_of_time: bool = False
+    blocked_targets: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    """A received pending message with its parsed body."""
+
+    message: QueueMessage
+    pending: dict[str, Any]
+    text: str
+
+    @property
+    def size(self) -> int:
+        """Bytes this blob adds to a tracking record: its pending message plus the fields repeated beside it."""
+        return len(self.text.encode("utf-8")) + len(self.pending["blobUrl"]) + len(self.pending["blobName"]) + 128
+
+
+def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = time.monotonic) -> DrainReport:
+    """Drain the pending queue into Kusto within the time budget; see the module docstring for each outcome."""
+    report = _Drain(services, clock).run()
+    logger.info(
+        "drain finished: received %d, submitted %d blobs in %d operations, %d duplicates, %d deferred, %d rejected, "
+        "%d malformed, %d poisoned, %d timed out%s",
+        report.received,
+        report.submitted,
+        report.operations,
+        report.duplicates,
+        report.deferred,
+        report.rejected,
+        report.malformed,
+        report.poisoned,
+        report.timed_out,
+        " (time budget spent)" if report.out_of_time else "",
+    )
+    return report
+
+
+class _Drain:
+    """The state of one run: the deadline, the targets that said "later", the counts."""
+
+    def __init__(self, services: Services, clock: Callable[[], float]) -> None:
+        self._services = services
+        self._settings = services.settings
+        self._clock = clock
+        self._deadline = clock() + self._settings.drain_time_budget_seconds
+        self._lock = threading.Lock()
+        self._blocked: dict[tuple[str, str], float | None] = {}
+        self.report = DrainReport()
+
+    def run(self) -> DrainReport:
+        batch_size = self._services.submitter.effective_batch_size()
+        concurrency = self._settings.submit_concurrency
+        round_limit = max(PAGE_SIZE, batch_size * concurrency)
+        slots = threading.Semaphore(concurrency)
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
+            while True:
+                if self._clock() >= self._deadline:
+                    self.report.out_of_time = True
+                    break
+                messages = self._receive(round_limit)
+                self.report.received += len(messages)
+                items = [item for item in map(self._triage, messages) if item is not None]
+                for chunk in make_chunks(items, batch_size):
+                    slots.acquire()
+                    pool.submit(self._settle, chunk).add_done_callback(lambda _: slots.release())
+                if len(messages) < round_limit:
+                    break
+        self.report.blocked_targets = sorted(f"{database}.{table}" for database, table in self._blocked)
+        return self.report
+
+    def _receive(self, limit: int) -> list[QueueMessage]:
+        # messages_per_page makes each request return up to 32; max_messages alone would fetch one per request.
+        pager = self._services.pending_queue.receive_messages(
+            messages_per_page=PAGE_SIZE, visibility_timeout=self._settings.pending_visibility_timeout_seconds, max_messages=limit
+        )
+        return [message for page in pager.by_page() for message in page]
+
+    # -- one message ---------------------------------------------------------------------------------------
+
+    def _triage(self, message: QueueMessage) -> PendingItem | None:
+        """Parse one message; poisoned and malformed ones are settled here and give None."""
+        try:
+            if (message.dequeue_count or 0) > self._settings.pending_max_dequeue_count:
+                self._poison(message)
+                return None
+            try:
+                text = decode_message(message.content)
+                pending = schemas.parse(schemas.PENDING_BLOB, text)
+            except ValueError as error:
+                self._malformed(message, error)
+                return None
+            return PendingItem(message, pending, text)
+        except AzureError as error:
+            # The message stays in the queue and comes back; the next run tries again.
+            logger.error(
+                "pending message %s left in the queue: storage error while settling it: %s", message.id, redact(str(error))
+            )
+            self._count("deferred", 1)
+            return None
+
+    def _poison(self, message: QueueMessage) -> None:
+        try:
+            text = decode_message(message.content)
+        except ValueError:
+            text = message.content
+        queue = self._settings.pending_poison_queue
+        self._services.pending_poison_queue.send_message(text)
+        self._delete(message)
+        self._count("poisoned", 1)
+        logger.error("pending message %s poisoned after %d reads, moved to %s", message.id, message.dequeue_count, queue)
+
+    def _malformed(self, message: QueueMessage, error: ValueError) -> None:
+        raw = message.content if isinstance(message.content, str) else repr(message.content)
+        notification = failure_notification(
+            error_code=MALFORMED,
+            details=(
+                f"pending message {message.id} in queue {self._settings.pending_queue} cannot be submitted and was "
+                f"removed: {error}. Raw message: {raw[:8000]}"
+            ),
+            origin=ORIGIN,
+        )
+        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        self._delete(message)
+        self._count("malformed", 1)
+        logger.error("pending message %s is malformed and was reported: %s", message.id, redact(str(error)))
+
+    # -- one chunk (runs on the pool) ----------------------------------------------------------------------
+
+    def _settle(self, chunk: Chunk[PendingItem]) -> None:
+        try:
+            self._submit(chunk)
+        except Exception:
+            # A storage failure while settling: whatever was not deleted reappears and is handled again.
+            logger.exception("chunk for %s.%s left in the queue after an unexpected error", chunk.database, chunk.table)
+            self._count("deferred", len(chunk.items) + len(chunk.duplicates))
+
+    def _submit(self, chunk: Chunk[PendingItem]) -> None:
+        with self._lock:
+            blocked = chunk.target in self._blocked
+            retry_after = self._blocked.get(chunk.target)
+        remaining = self._deadline - self._clock()
+        if blocked or remaining < 1:
+            self._defer(chunk, retry_after if blocked else 0)
+            return
+        try:
+            blobs = [
+                BlobSource(
+                    url=self._services.blob_access.url_for(
+                        item.pending["blobUrl"], item.pending["container"], item.pending["blobName"]
+                    ),
+                    source_id=item.pending["sourceId"],
+                    raw_size=item.pending.get("rawSize"),
+                )
+                for item in chunk.items
+            ]
+            operation_id = self._services.submitter.submit(
+                chunk.database, chunk.table, blobs, chunk.properties, timeout=remaining
+            )
+        except TransientKustoError as error:
+            with self._lock:
+                self._blocked[chunk.target] = error.retry_after
+            log = logger.error if isinstance(error, KustoAuthError) else logger.warning
+            log("submission to %s.%s deferred for this run (%d blobs): %s", chunk.database, chunk.table, len(chunk.items), error)
+            self._defer(chunk, error.retry_after)
+            return
+        except PermanentKustoError as error:
+            self._reject(chunk, error)
+            return
+        except AzureError as error:
+            # Signing blob URLs needs a user delegation key from storage: nothing was sent, try next run.
+            logger.error("cannot prepare blob access for %s.%s: %s", chunk.database, chunk.table, redact(str(error)))
+            self._defer(chunk, None)
+            return
+        self._track(chunk, operation_id)
+
+    def _track(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
+        record = {
+            "version": 1,
+            "database": chunk.database,
+            "table": chunk.table,
+            "operationId": operation_id,
+            "mode": self._settings.submission_mode,
+            "submittedAt": utc_now_iso(),
+            "polls": 0,
+            "blobs": [
+                {
+                    "sourceId": item.pending["sourceId"],
+                    "blobUrl": plain_blob_url(item.pending["blobUrl"]),
+                    "container": item.pending["container"],
+                    "blobName": item.pending["blobName"],
+                    "pending": item.pending,
+                }
+                for item in chunk.items
+            ],
+        }
+        text = schemas.dump(schemas.TRACKING_RECORD, record)
+        if len(text.encode("utf-8")) > QUEUE_TEXT_LIMIT:
+            # Batching keeps records under the limit; an oversized pending message (many tags) can still break it.
+            logger.warning(
+                "tracking record of operation %s too large for a queue message: kept without pending copies", operation_id
+            )
+            for blob in record["blobs"]:
+                del blob["pending"]
+            text = schemas.dump(schemas.TRACKING_RECORD, record)
+        self._services.tracking_queue.send_message(text)
+        for item in (*chunk.items, *chunk.duplicates):
+            self._delete(item.message)
+        self._count("operations", 1)
+        self._count("submitted", len(chunk.items))
+        self._count("duplicates", len(chunk.duplicates))
+        logger.info("submitted %d blobs to %s.%s as operation %s", len(chunk.items), chunk.database, chunk.table, operation_id)
+
+    def _reject(self, chunk: Chunk[PendingItem], error: KustoError) -> None:
+        for item in chunk.items:
+            notification = failure_notification(
+                error_code=error.code or "Submission_Rejected",
+                details=f"Kusto rejected the ingestion request: {error}",
+                origin=ORIGIN,
+                failure_status=PERMANENT,
+                root_activity_id=error.activity_id,
+                **_blob_fields(item.pending),
+            )
+            self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        for item in (*chunk.items, *chunk.duplicates):
+            self._delete(item.message)
+        self._count("rejected", len(chunk.items))
+        self._count("duplicates", len(chunk.duplicates))
+        logger.error("Kusto rejected %d blobs for %s.%s: %s", len(chunk.items), chunk.database, chunk.table, error)
+
+    def _defer(self, chunk: Chunk[PendingItem], delay: float | None) -> None:
+        """Put the messages back for a later run: fresh copies, visible after `delay` (DEFER_SECONDS when unknown)."""
+        visibility = DEFER_SECONDS if delay is None else max(1, math.ceil(delay))
+        for item in (*chunk.items, *chunk.duplicates):
+            if self._too_old(item):
+                self._time_out(item)
+                continue
+            self._services.pending_queue.send_message(item.text, visibility_timeout=visibility)
+            self._delete(item.message)
+            self._count("deferred", 1)
+
+    def _too_old(self, item: PendingItem) -> bool:
+        recorded = datetime.fromisoformat(item.pending["recordedAt"].replace("Z", "+00:00"))
+        return (datetime.now(UTC) - recorded).total_seconds() > self._settings.pending_max_age_seconds
+
+    def _time_out(self, item: PendingItem) -> None:
+        notification = failure_notification(
+            error_code=TIMED_OUT,
+            details=(
+                f"blob could not be submitted within PENDING_MAX_AGE_SECONDS={self._settings.pending_max_age_seconds} of "
+                "being recorded: Kusto kept answering 'try later' (see the warnings of the submission timer). "
+                "The blob is still in the staging container; re-upload it (or copy it over itself) to submit it again."
+            ),
+            origin=ORIGIN,
+            failure_status=EXHAUSTED,
+            **_blob_fields(item.pending),
+        )
+        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        self._delete(item.message)
+        self._count("timed_out", 1)
+
+    def _delete(self, message: QueueMessage) -> None:
+        try:
+            self._services.pending_queue.delete_message(message)
+        except ResourceNotFoundError:
+            # Its visibility ran out and another run holds it now: that run settles it again (a duplicate, not a loss).
+            logger.warning("pending message %s could not be deleted: already taken by another run", message.id)
+
+    def _count(self, name: str, amount: int) -> None:
+        with self._lock:
+            setattr(self.report, name, getattr(self.report, name) + amount)
+
+
+def _blob_fields(pending: dict[str, Any]) -> dict[str, str]:
+    """The notification fields that name the blob, from a valid pending message ({} when there is none)."""
+    if not pending:
+        return {}
+    return {
+        "database": pending["database"],
+        "table": pending["table"],
+        "blob_url": pending["blobUrl"],
+        "blob_name": pending["blobName"],
+        "source_id": pending["sourceId"],
+    }

@@ -1,0 +1,116 @@
+"""Helpers shared by the outcome tests (tracking, outcomes, poison, sinks): a real pipeline on Azurite + emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import urllib.request
+from collections.abc import Mapping
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob import BlobClient
+
+from devhost.processes import Azurite, Emulator
+from shared import schemas
+from shared.recorder import record_blob
+from shared.services import Services, build_services, ensure_queues
+from shared.settings import load_settings
+from shared.sibling_queues import sibling_queue
+from shared.storage import decode_message
+from shared.submission import submit_pending_blobs
+from shared.tracking import TrackingReport, poll_operations
+
+DATABASE = "OutcomeDb"
+
+
+def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
+    """Services on Azurite + the emulator with queues and containers unique to one test."""
+    values = {
+        "StagingStorage": azurite.connection_string,
+        "KUSTO_INGEST_URI": emulator.url,
+        "KUSTO_CREDENTIAL": "none",
+        "BLOB_ACCESS": "account_key_sas",
+        "STAGING_CONTAINER": f"{prefix}-staging",
+        "PENDING_QUEUE": f"{prefix}-pending",
+        "FAILURES_QUEUE": f"{prefix}-failures",
+        "TRACKING_QUEUE": f"{prefix}-tracking",
+        "ALERT_STATE_CONTAINER": f"{prefix}-state",
+        "TRACKING_POLL_INITIAL_SECONDS": "1",
+        "TRACKING_POLL_MAX_SECONDS": "1",
+        **overrides,
+    }
+    services = build_services(load_settings(values))
+    ensure_queues(services)
+    with contextlib.suppress(ResourceExistsError):
+        services.blob_service.create_container(services.settings.staging_container)
+    return services
+
+
+def emulator_call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else None
+
+
+def create_table(emulator: Emulator, table: str) -> None:
+    emulator_call(
+        emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create-merge table {table} (name:string, value:long)"}
+    )
+
+
+def set_faults(emulator: Emulator, **faults: Any) -> None:
+    emulator_call(emulator, "PUT", "/admin/faults", faults)
+
+
+def stage(services: Services, table: str, name: str, data: bytes = b"a,1\nb,2\n") -> BlobClient:
+    """Upload a blob under `{database}/{table}/` and record it (the blob trigger's work)."""
+    blob = services.blob_service.get_blob_client(services.settings.staging_container, f"{DATABASE}/{table}/{name}")
+    blob.upload_blob(data, overwrite=True)
+    result = record_blob(blob, services)
+    assert result.error_code is None, result
+    return blob
+
+
+def submit(services: Services) -> None:
+    report = submit_pending_blobs(services)
+    assert report.submitted > 0, report
+
+
+def track_until_settled(services: Services, *, deadline_seconds: float = 90) -> list[TrackingReport]:
+    """Run the tracker until the tracking queue is empty (visible or hidden): the way the timer would, only sooner."""
+    reports = []
+    deadline = time.monotonic() + deadline_seconds
+    while time.monotonic() < deadline:
+        reports.append(poll_operations(services))
+        if services.tracking_queue.get_queue_properties().approximate_message_count == 0:
+            return reports
+        time.sleep(0.5)
+    raise AssertionError(f"tracking queue not settled within {deadline_seconds} s: {reports[-3:]}")
+
+
+def drain(services: Services, queue_name: str) -> list[str]:
+    """Every message of a queue as text (received and deleted)."""
+    queue = sibling_queue(services.failures_queue, queue_name)
+    texts = []
+    while True:
+        page = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30))
+        if not page:
+            return texts
+        for message in page:
+            texts.append(decode_message(message.content))
+            queue.delete_message(message)
+
+
+def failure_notifications(services: Services) -> list[Mapping[str, Any]]:
+    return [schemas.parse(schemas.FAILURE_NOTIFICATION, text) for text in drain(services, services.settings.failures_queue)]
+
+
+def blob_names(services: Services, container: str) -> list[str]:
+    client = services.blob_service.get_container_client(container)
+    if not client.exists():
+        return []
+    return sorted(blob.name for blob in client.list_blobs())

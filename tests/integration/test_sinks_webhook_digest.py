@@ -1,0 +1,183 @@
+"""Alert sinks through Azurite: the webhook (a local HTTP server that fails, then works) and the digest state."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from devhost.processes import Azurite, Emulator
+from shared import schemas
+from shared.alerts import raise_alert
+from shared.digest import DigestBook, digest_key
+from shared.notifications import failure_notification
+from shared.services import Services
+from shared.sinks import deliver, flush_digests
+from shared.webhook import SIGNATURE_HEADER, WebhookError
+from tests.integration.outcome_helpers import make_services
+
+SECRET = "hook-secret"
+
+
+class Receiver:
+    """A webhook receiver on a free port: answers 500 `failures` times, then 200; keeps what it accepted."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.accepted: list[tuple[bytes, dict[str, str]]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.failures > 0:
+                    receiver.failures -= 1
+                    self.send_response(500)
+                else:
+                    receiver.accepted.append((body, dict(self.headers)))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for body, _ in self.accepted]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    yield server
+    server.stop()
+
+
+def services_for(azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver, **overrides: str) -> Services:
+    return make_services(
+        azurite,
+        emulator,
+        unique_name,
+        ALERT_WEBHOOK_URL=receiver.url,
+        ALERT_WEBHOOK_SECRET=SECRET,
+        **overrides,
+    )
+
+
+def notification_text(error_code: str = "BadRequest_InvalidMapping", blob: str = "a.csv") -> str:
+    return schemas.dump(
+        schemas.FAILURE_NOTIFICATION,
+        failure_notification(
+            error_code=error_code,
+            details="Kusto said no; it read https://acct.blob.core.windows.net/c/a.csv?sv=1&sig=SASSECRET",
+            origin="ingestion",
+            database="Db",
+            table="Events",
+            blob_url=f"https://acct.blob.core.windows.net/staging/Db/Events/{blob}?sig=SASSECRET",
+            blob_name=f"Db/Events/{blob}",
+        ),
+    )
+
+
+def trigger(services: Services, body: str, message_id: str) -> bool:
+    """What the failure queue trigger does with one message: the log record, then the sinks."""
+    alert = raise_alert(body, services, queue_name=services.settings.failures_queue, message_id=message_id, dequeue_count=1)
+    return deliver(alert, services)
+
+
+def test_webhook_down_then_up_delivers_exactly_once(
+    azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    services = services_for(azurite, emulator, unique_name, receiver, ALERT_DIGEST_WINDOW_SECONDS="0")
+    receiver.failures = 100
+    with pytest.raises(WebhookError):
+        trigger(services, notification_text(), "m1")
+    assert receiver.attempts == 4 and receiver.accepted == []  # the pipeline's 3 retries, then the queue's retry
+    receiver.failures = 1
+    assert trigger(services, notification_text(), "m1") is True
+    assert len(receiver.accepted) == 1
+    body, headers = receiver.accepted[0]
+    assert headers[SIGNATURE_HEADER] == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    sent = receiver.bodies()[0]
+    assert (sent["errorCode"], sent["database"], sent["table"]) == ("BadRequest_InvalidMapping", "Db", "Events")
+    everything = body.decode() + " ".join(record.getMessage() + str(vars(record)) for record in caplog.records)
+    assert "SASSECRET" not in everything and SECRET not in everything
+
+
+def test_digest_folds_repeats_and_flushes_one_alert(
+    azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver
+) -> None:
+    services = services_for(azurite, emulator, unique_name, receiver, ALERT_DIGEST_WINDOW_SECONDS="3600")
+    assert trigger(services, notification_text(blob="1.csv"), "m1") is True
+    assert [trigger(services, notification_text(blob=f"{i}.csv"), f"m{i}") for i in (2, 3, 4)] == [False, False, False]
+    assert trigger(services, notification_text(blob="3.csv"), "m3") is False  # a retried message is not counted twice
+    assert trigger(services, notification_text(error_code="Stream_NoDataToIngest"), "m5") is True  # another key
+    receiver.failures = 100
+    with pytest.raises(WebhookError):
+        trigger(services, notification_text(error_code="Download_SourceNotFound"), "m6")
+    receiver.failures = 0
+    assert trigger(services, notification_text(error_code="Download_SourceNotFound"), "m6") is True  # the opener retried
+    assert [body["errorCode"] for body in receiver.bodies()] == [
+        "BadRequest_InvalidMapping",
+        "Stream_NoDataToIngest",
+        "Download_SourceNotFound",
+    ]
+
+    assert flush_digests(services) == 0  # windows still open
+    close_windows(services)
+    receiver.failures = 100
+    assert flush_digests(services) == 0  # webhook down: the digest stays for the next run
+    receiver.failures = 0
+    assert flush_digests(services) == 1
+    digest = receiver.bodies()[-1]
+    assert (digest["type"], digest["errorCode"], digest["count"]) == ("ingestion-failure-digest", "BadRequest_InvalidMapping", 3)
+    assert sorted(digest["samples"]) == [f"https://acct.blob.core.windows.net/staging/Db/Events/{i}.csv" for i in (2, 3, 4)]
+    assert flush_digests(services) == 0
+    assert list(services.blob_service.get_container_client(services.settings.alert_state_container).list_blobs()) == []
+    # After the window, the next failure of that key alerts at once again.
+    assert trigger(services, notification_text(blob="9.csv"), "m9") is True
+
+
+def test_concurrent_workers_count_every_failure_once(
+    azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver
+) -> None:
+    services = services_for(azurite, emulator, unique_name, receiver, ALERT_DIGEST_WINDOW_SECONDS="3600")
+    alert = raise_alert(notification_text(), services, queue_name="q", message_id="x", dequeue_count=1)
+    container = services.blob_service.get_container_client(services.settings.alert_state_container)
+    book = DigestBook(container, 3600)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: book.record(alert.dimensions, f"id-{i}", datetime.now(UTC)), range(12)))
+    assert results.count(True) == 1
+    state = json.loads(container.get_blob_client(digest_key(alert.dimensions)).download_blob().readall())
+    assert state["count"] == 11 and len(set(state["counted"])) == 11
+
+
+def close_windows(services: Services) -> None:
+    """Move every open window's end into the past (what waiting out the window would do)."""
+    container = services.blob_service.get_container_client(services.settings.alert_state_container)
+    for item in container.list_blobs():
+        blob = container.get_blob_client(item.name)
+        state = json.loads(blob.download_blob().readall())
+        state["windowEnd"] = "2000-01-01T00:00:00Z"
+        blob.upload_blob(json.dumps(state), overwrite=True)

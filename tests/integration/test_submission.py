@@ -1,0 +1,331 @@
+"""The submission timer body against Azurite and the Kusto emulator: rows land, throttling, rejection, poison."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from azure.storage.blob import BlobClient
+from azure.storage.queue import QueueClient
+
+from devhost.processes import Azurite, Emulator
+from shared import schemas
+from shared.notifications import utc_now_iso
+from shared.poison import watch_poison_queues
+from shared.redaction import plain_blob_url
+from shared.services import Services, build_services, ensure_queues
+from shared.settings import load_settings
+from shared.storage import decode_message
+from shared.submission import submit_pending_blobs
+
+DATABASE = "SubmitDb"
+
+
+def emulator_call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return json.loads(text) if text else None
+
+
+def row_count(emulator: Emulator, table: str) -> int:
+    answer = emulator_call(emulator, "POST", "/v1/rest/query", {"db": DATABASE, "csl": f"{table} | count"})
+    return int(answer["Tables"][0]["Rows"][0][0])
+
+
+def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.2)
+
+
+@dataclass
+class Pipeline:
+    """One test's queues, container and table on the shared Azurite and emulator."""
+
+    services: Services
+    emulator: Emulator
+    table: str
+
+    def stage(self, name: str, data: bytes = b"a,1\nb,2\n", table: str | None = None, **properties: Any) -> BlobClient:
+        """Upload a blob and write its pending message, as the blob trigger would."""
+        settings = self.services.settings
+        blob = self.services.blob_service.get_blob_client(settings.staging_container, f"{DATABASE}/{self.table}/{name}")
+        etag = blob.upload_blob(data, overwrite=True)["etag"]
+        self.services.pending_queue.send_message(
+            schemas.dump(schemas.PENDING_BLOB, self.pending(blob, etag, len(data), table, **properties))
+        )
+        return blob
+
+    def pending(self, blob: BlobClient, etag: str, size: int, table: str | None = None, **properties: Any) -> dict[str, Any]:
+        url = plain_blob_url(blob.url)
+        return {
+            "version": 1,
+            "blobUrl": url,
+            "container": blob.container_name,
+            "blobName": blob.blob_name,
+            "etag": etag,
+            "size": size,
+            "sourceId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{etag}")),
+            "database": DATABASE,
+            "table": table or self.table,
+            "properties": {"format": "csv", **properties},
+            "recordedAt": utc_now_iso(),
+        }
+
+    def messages(self, queue: str) -> list[str]:
+        """Read and delete every message of one queue (decoded text)."""
+        client = next(q for q in self.services.queues if q.queue_name == queue)
+        texts = []
+        for message in client.receive_messages(messages_per_page=32, visibility_timeout=30):
+            content = message.content
+            texts.append(content if queue != self.services.settings.pending_queue else decode_message(content))
+            client.delete_message(message)
+        return texts
+
+    def tracking_records(self) -> list[dict[str, Any]]:
+        return [schemas.parse(schemas.TRACKING_RECORD, text) for text in self.messages(self.services.settings.tracking_queue)]
+
+    def failures(self) -> list[dict[str, Any]]:
+        return [
+            schemas.parse(schemas.FAILURE_NOTIFICATION, text) for text in self.messages(self.services.settings.failures_queue)
+        ]
+
+    def pending_left(self) -> int:
+        return self.services.pending_queue.get_queue_properties().approximate_message_count
+
+
+def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
+    values = {
+        "StagingStorage": azurite.connection_string,
+        "KUSTO_INGEST_URI": emulator.url,
+        "KUSTO_CREDENTIAL": "none",
+        "BLOB_ACCESS": "account_key_sas",
+        "STAGING_CONTAINER": f"{prefix}-staging",
+        "PENDING_QUEUE": f"{prefix}-pending",
+        "FAILURES_QUEUE": f"{prefix}-failures",
+        "TRACKING_QUEUE": f"{prefix}-tracking",
+        "PENDING_VISIBILITY_TIMEOUT_SECONDS": "5",
+        "DRAIN_TIME_BUDGET_SECONDS": "30",
+        "SUBMIT_CONCURRENCY": "4",
+        **overrides,
+    }
+    services = build_services(load_settings(values))
+    ensure_queues(services)
+    services.blob_service.create_container(services.settings.staging_container)
+    return services
+
+
+@pytest.fixture
+def pipeline(azurite: Azurite, emulator: Emulator, unique_name: str) -> Iterator[Pipeline]:
+    services = make_services(azurite, emulator, unique_name)
+    table = f"T{unique_name}"
+    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
+    yield Pipeline(services, emulator, table)
+    emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": []})
+    services.blob_service.delete_container(services.settings.staging_container)
+    for queue in services.queues:
+        with contextlib.suppress(Exception):
+            queue.delete_queue()
+    services.kusto.close()
+
+
+def test_pending_blobs_are_submitted_in_chunks_and_their_rows_land(pipeline: Pipeline) -> None:
+    for index in range(25):
+        pipeline.stage(f"part-{index:02}.csv", f"row{index},{index}\n".encode())
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.received, report.submitted, report.operations, report.deferred) == (25, 25, 2, 0)
+    assert pipeline.pending_left() == 0
+    records = pipeline.tracking_records()
+    assert sorted(len(record["blobs"]) for record in records) == [5, 20]
+    for record in records:
+        assert (record["database"], record["table"], record["mode"]) == (DATABASE, pipeline.table, "rest")
+        assert all(blob["pending"]["sourceId"] == blob["sourceId"] for blob in record["blobs"])
+        assert all("?" not in blob["blobUrl"] for blob in record["blobs"])
+    wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 25, "25 rows in the emulator")
+    for record in records:
+        status = pipeline.services.kusto.get_status(DATABASE, pipeline.table, record["operationId"])
+        assert status.succeeded == len(record["blobs"]) or status.in_progress > 0
+        assert {blob.source_id for blob in status.blobs} == {blob["sourceId"] for blob in record["blobs"]}
+
+
+def test_an_empty_queue_is_a_quiet_run(pipeline: Pipeline) -> None:
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.received, report.submitted, report.operations) == (0, 0, 0)
+
+
+def test_throttled_blobs_reappear_and_are_later_ingested_once_each(pipeline: Pipeline) -> None:
+    for index in range(6):
+        pipeline.stage(f"t-{index}.csv", f"row{index},{index}\n".encode())
+    emulator_call(pipeline.emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+    throttled = submit_pending_blobs(pipeline.services)
+    assert (throttled.submitted, throttled.deferred) == (0, 6)
+    assert throttled.blocked_targets == [f"{DATABASE}.{pipeline.table}"]
+    assert pipeline.tracking_records() == []
+    assert pipeline.failures() == []
+    emulator_call(pipeline.emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+    submitted = 0
+    deadline = time.monotonic() + 60
+    while submitted < 6:
+        assert time.monotonic() < deadline, "throttled blobs did not come back"
+        submitted += submit_pending_blobs(pipeline.services).submitted
+        time.sleep(0.3)
+    records = pipeline.tracking_records()
+    source_ids = [blob["sourceId"] for record in records for blob in record["blobs"]]
+    assert len(source_ids) == len(set(source_ids)) == 6
+    wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 6, "6 rows")
+    assert pipeline.pending_left() == 0
+
+
+def test_throttling_for_more_runs_than_the_poison_limit_never_poisons_a_good_blob(
+    azurite: Azurite, emulator: Emulator, unique_name: str
+) -> None:
+    services = make_services(azurite, emulator, unique_name, PENDING_MAX_DEQUEUE_COUNT="1")
+    table = f"T{unique_name}"
+    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
+    pipeline = Pipeline(services, emulator, table)
+    try:
+        pipeline.stage("busy.csv")
+        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+        for _ in range(3):
+            wait_for(services.pending_queue.peek_messages, "the deferred message to become visible")
+            report = submit_pending_blobs(services)
+            assert (report.deferred, report.poisoned) == (1, 0)
+        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+        wait_for(services.pending_queue.peek_messages, "the deferred message to become visible")
+        assert submit_pending_blobs(services).submitted == 1
+        assert services.pending_poison_queue.peek_messages() == []
+        assert pipeline.failures() == []
+        wait_for(lambda: row_count(emulator, table) == 2, "2 rows")
+    finally:
+        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+        services.blob_service.delete_container(services.settings.staging_container)
+        for queue in services.queues:
+            queue.delete_queue()
+
+
+def test_a_blob_kusto_keeps_deferring_past_its_max_age_alerts_once_as_timed_out(
+    azurite: Azurite, emulator: Emulator, unique_name: str
+) -> None:
+    services = make_services(azurite, emulator, unique_name, PENDING_MAX_AGE_SECONDS="60")
+    table = f"T{unique_name}"
+    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
+    pipeline = Pipeline(services, emulator, table)
+    try:
+        blob = services.blob_service.get_blob_client(services.settings.staging_container, f"{DATABASE}/{table}/old.csv")
+        etag = blob.upload_blob(b"a,1\n", overwrite=True)["etag"]
+        stale = pipeline.pending(blob, etag, 4) | {"recordedAt": "2020-01-01T00:00:00Z"}
+        services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, stale))
+        pipeline.stage("fresh.csv")
+        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+        report = submit_pending_blobs(services)
+        assert (report.timed_out, report.deferred) == (1, 1)
+        [failure] = pipeline.failures()
+        assert (failure["ErrorCode"], failure["FailureStatus"], failure["BlobName"]) == (
+            "Submission_TimedOut",
+            "Exhausted",
+            f"{DATABASE}/{table}/old.csv",
+        )
+        assert "PENDING_MAX_AGE_SECONDS=60" in failure["Details"]
+        assert pipeline.pending_left() == 1, "only the fresh blob is kept for a later run"
+    finally:
+        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+        services.blob_service.delete_container(services.settings.staging_container)
+        for queue in services.queues:
+            queue.delete_queue()
+
+
+def test_a_permanent_rejection_gives_exactly_one_notification_per_blob(pipeline: Pipeline) -> None:
+    for index in range(3):
+        pipeline.stage(f"gone-{index}.csv", table="NoSuchTable")
+    pipeline.stage("fine.csv")
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.rejected, report.submitted) == (3, 1)
+    failures = pipeline.failures()
+    assert len(failures) == 3
+    assert {failure["BlobName"] for failure in failures} == {f"{DATABASE}/{pipeline.table}/gone-{i}.csv" for i in range(3)}
+    for failure in failures:
+        assert (failure["Origin"], failure["FailureStatus"], failure["Table"]) == ("submission", "Permanent", "NoSuchTable")
+        assert "NotFound" in failure["ErrorCode"] or "NotExist" in failure["ErrorCode"]
+        assert "sig=" not in json.dumps(failure)
+    assert pipeline.pending_left() == 0
+    assert submit_pending_blobs(pipeline.services).received == 0, "rejected messages are gone, not retried"
+
+
+def test_a_message_read_too_often_moves_to_the_poison_queue_and_the_watcher_alerts_once(
+    azurite: Azurite, emulator: Emulator, unique_name: str
+) -> None:
+    services = make_services(azurite, emulator, unique_name, PENDING_MAX_DEQUEUE_COUNT="1")
+    table = f"T{unique_name}"
+    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
+    pipeline = Pipeline(services, emulator, table)
+    try:
+        pipeline.stage("stuck.csv")
+        # A run that died mid-way: the message was read once and never settled.
+        [first_read] = services.pending_queue.receive_messages(visibility_timeout=1)
+        raw = decode_message(first_read.content)
+        wait_for(services.pending_queue.peek_messages, "the message to become visible again")
+        report = submit_pending_blobs(services)
+        assert (report.poisoned, report.submitted) == (1, 0)
+        assert [m.content for m in services.pending_poison_queue.peek_messages(max_messages=32)] == [raw]
+        assert pipeline.failures() == [], "the submission timer only moves it; the poison watcher alerts"
+        assert pipeline.pending_left() == 0
+        assert watch_poison_queues(services) == 1
+        [failure] = pipeline.failures()
+        assert (failure["ErrorCode"], failure["Origin"], failure["FailureStatus"]) == (
+            "Poison_PendingQueue",
+            "poison",
+            "Exhausted",
+        )
+        assert failure["BlobName"] == f"{DATABASE}/{table}/stuck.csv"
+        assert watch_poison_queues(services) == 0, "one alert per poisoned message"
+    finally:
+        services.blob_service.delete_container(services.settings.staging_container)
+        for queue in services.queues:
+            queue.delete_queue()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("this is not base64!", "not base64"),
+        (base64.b64encode(b"{not json").decode(), "not valid JSON"),
+        (base64.b64encode(b'{"version": 1, "blobUrl": "x?sig=SECRETSIG"}').decode(), "pending-blob.schema.json"),
+    ],
+)
+def test_a_malformed_pending_message_is_reported_with_its_redacted_text_and_removed(
+    pipeline: Pipeline, content: str, problem: str
+) -> None:
+    # Written raw, bypassing the base64 policy, as a foreign tool might.
+    plain = QueueClient.from_connection_string(
+        pipeline.services.settings.staging.connection_string or "", pipeline.services.settings.pending_queue
+    )
+    plain.send_message(content)
+    pipeline.stage("ok.csv")
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.malformed, report.submitted) == (1, 1)
+    [failure] = pipeline.failures()
+    assert (failure["ErrorCode"], failure["Origin"]) == ("Pending_Malformed", "submission")
+    assert problem in failure["Details"]
+    assert "SECRETSIG" not in failure["Details"]
+    assert pipeline.pending_left() == 0
+
+
+def test_the_account_key_sas_handed_to_kusto_reads_the_blob(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("readable.csv", b"x,1\n")
+    url = pipeline.services.blob_access.url_for(blob.url, blob.container_name, blob.blob_name)
+    with urllib.request.urlopen(url, timeout=10) as response:
+        assert response.read() == b"x,1\n"
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(plain_blob_url(url), timeout=10)

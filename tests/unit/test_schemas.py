@@ -1,0 +1,143 @@
+"""The JSON Schemas: valid 2020-12 documents, and each accepts what the app writes and refuses what it must not."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from shared import schemas
+from shared.alerts import ALERT_KEY
+from shared.notifications import failure_notification
+
+SCHEMA_FILES = sorted(path.name for path in schemas.SCHEMA_DIR.glob("*.json"))
+
+
+@pytest.mark.parametrize("name", SCHEMA_FILES)
+def test_every_schema_is_a_valid_2020_12_document_named_after_its_file(name: str) -> None:
+    document = json.loads((schemas.SCHEMA_DIR / name).read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(document)
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert document["$id"] == name
+    assert schemas.validator(name) is not None
+
+
+def test_schema_constants_name_existing_files() -> None:
+    for name in (
+        schemas.PENDING_BLOB,
+        schemas.FAILURE_NOTIFICATION,
+        schemas.TRACKING_RECORD,
+        schemas.ROUTING_RULES,
+        schemas.ALERT,
+    ):
+        assert name in SCHEMA_FILES
+
+
+def pending(**overrides: Any) -> dict[str, Any]:
+    message = {
+        "version": 1,
+        "blobUrl": "http://127.0.0.1:10/devstoreaccount1/staging/Db/T/donn%C3%A9es.csv",
+        "container": "staging",
+        "blobName": "Db/T/données.csv",
+        "etag": '"0x8DC0000000000"',
+        "size": 10,
+        "rawSize": None,
+        "sourceId": str(uuid.uuid4()),
+        "database": "Db",
+        "table": "T",
+        "properties": {"format": "csv", "tags": ["a"], "creationTime": "2024-01-01T00:00:00Z"},
+        "recordedAt": "2024-01-01T00:00:00Z",
+    }
+    message.update(overrides)
+    return message
+
+
+def test_pending_blob_round_trip() -> None:
+    message = pending()
+    assert schemas.parse(schemas.PENDING_BLOB, schemas.dump(schemas.PENDING_BLOB, message)) == message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path"),
+    [
+        ({"blobUrl": "https://a.blob.core.windows.net/c/x.csv?sig=abc"}, "$.blobUrl"),
+        ({"database": "Bad!"}, "$.database"),
+        ({"sourceId": "not-a-uuid"}, "$.sourceId"),
+        ({"properties": {"format": "xml"}}, "$.properties.format"),
+        ({"properties": {"format": "csv", "creationTime": "yesterday"}}, "$.properties.creationTime"),
+        ({"properties": {"format": "csv", "unknown": 1}}, "$.properties"),
+    ],
+)
+def test_pending_blob_refuses(overrides: dict[str, Any], path: str) -> None:
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.dump(schemas.PENDING_BLOB, pending(**overrides))
+    assert caught.value.path == path
+
+
+def test_failure_notification_never_holds_a_sas_path() -> None:
+    message = failure_notification(
+        error_code="Routing_NoRoute", details="x", origin="routing", blob_url="https://a.blob.core.windows.net/c/x?sv=1&sig=s"
+    )
+    assert message["IngestionSourcePath"] == "https://a.blob.core.windows.net/c/x"
+    message["IngestionSourcePath"] = "https://a.blob.core.windows.net/c/x?sv=1&sig=s"
+    with pytest.raises(schemas.MessageError, match=r"\$\.IngestionSourcePath"):
+        schemas.validate(schemas.FAILURE_NOTIFICATION, message)
+
+
+def test_routing_rules_schema() -> None:
+    schemas.validate(schemas.ROUTING_RULES, [{"path": "a/{table}/*.csv", "database": "D", "tags": ["x"], "skipBatching": True}])
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.validate(schemas.ROUTING_RULES, [{"path": "a"}, {"path": "b", "tags": "not-a-list"}])
+    assert caught.value.path == "$[1].tags"
+
+
+def alert_dimensions(**overrides: Any) -> dict[str, Any]:
+    dimensions = {
+        "alertKey": ALERT_KEY,
+        "errorCode": "Routing_NoRoute",
+        "failureStatus": "Permanent",
+        "origin": "routing",
+        "database": "",
+        "table": "",
+        "blobPath": "https://a.blob.core.windows.net/c/x.csv",
+        "blobName": "x.csv",
+        "operationId": "",
+        "sourceId": "",
+        "rootActivityId": "",
+        "failedOn": "2024-01-01T00:00:00Z",
+        "shouldRetry": False,
+        "details": "no route",
+        "queueName": "ingest-failures",
+        "messageId": "m",
+        "dequeueCount": 1,
+    }
+    dimensions.update(overrides)
+    return dimensions
+
+
+def test_alert_schema_accepts_a_full_record() -> None:
+    schemas.validate(schemas.ALERT, alert_dimensions())
+    schemas.validate(
+        schemas.ALERT, alert_dimensions(errorCode="Alert_MalformedNotification", validationError="x", rawPayload="{")
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path"),
+    [
+        ({"alertKey": "OTHER"}, "$.alertKey"),
+        ({"blobPath": "https://a.blob.core.windows.net/c/x.csv?sv=1&sig=s"}, "$.blobPath"),
+        ({"blobPath": "https://a.blob.core.windows.net/c/x.csv;managed_identity=system"}, "$.blobPath"),
+        ({"details": "x" * 4097}, "$.details"),
+        ({"failureStatus": "Fatal"}, "$.failureStatus"),
+        ({"errorCode": ""}, "$.errorCode"),
+        ({"extra": 1}, "$"),
+    ],
+)
+def test_alert_schema_refuses(overrides: dict[str, Any], path: str) -> None:
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.validate(schemas.ALERT, alert_dimensions(**overrides))
+    assert caught.value.path == path

@@ -46,6 +46,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Ports: AZURITE_BLOB_PORT=10000 AZURITE_QUEUE_PORT=10001 AZURITE_TABLE_PORT=10002 EMULATOR_PORT=8082; DEMO=0 skips the demo.
+run: $(STAMP) $(NODE_STAMP)
+	$(PY) -m devhost.run
+
+upload: $(STAMP)
+	@test -n "$(FILE)" -a -n "$(TO)" || (echo "usage: make upload FILE=path TO=db/table/"; exit 2)
+	$(PY) -m devhost.upload "$(FILE)" "$(TO)"
+
 test: setup lint
 	$(PY) -m pytest
 

@@ -152,8 +152,6 @@ def start_azurite(
         node,
         str(AZURITE_JS),
         "--silent",
-        "--location",
-        str(location),
         "--blobHost",
         "127.0.0.1",
         "--queueHost",
@@ -170,8 +168,8 @@ def start_azurite(
         "--loose",
         "--disableTelemetry",
     ]
-    if in_memory:
-        args.append("--inMemoryPersistence")
+    # Azurite refuses --location together with --inMemoryPersistence.
+    args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     process = _spawn(args, log_path)
     azurite = Azurite("azurite", process, *ports)
     try:

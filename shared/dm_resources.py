@@ -19,7 +19,6 @@ same policies for the management endpoint; the two can become one factory.
 from __future__ import annotations
 
 import logging
-import platform
 import threading
 import time
 import uuid
@@ -32,17 +31,13 @@ from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestTimeoutError, ServiceResponseTimeoutError
 from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    HttpLoggingPolicy,
     RetryPolicy,
-    UserAgentPolicy,
 )
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 
 from shared.kusto_errors import KustoAuthError, TransientKustoError, error_from_response
-from shared.kusto_rest import API_VERSION, CLIENT_NAME, CLIENT_VERSION, parse_retry_after
+from shared.kusto_rest import kusto_pipeline, parse_retry_after
 from shared.settings import Settings, is_loopback_url
 
 logger = logging.getLogger(__name__)
@@ -80,30 +75,11 @@ class IngestionResources:
 def management_pipeline(
     settings: Settings, credential: TokenCredential | None, transport: HttpTransport | None = None, retry_total: int = 3
 ) -> PipelineClient:
-    """A PipelineClient for the DM endpoint with the REST client's policies (headers, retry, bearer token, logging)."""
+    """The REST client's pipeline (`shared.kusto_rest.kusto_pipeline`) with a plain retry policy: the two
+    management commands are cached for an hour, so a throttled fetch may wait out Retry-After."""
     timeout = settings.kusto_request_timeout_seconds
-    logging_policy = HttpLoggingPolicy(logger=logging.getLogger(f"{__name__}.http"))
-    logging_policy.allowed_header_names.update({"x-ms-activity-id", "x-ms-app", "x-ms-client-version", "x-ms-version"})
-    policies: list[Any] = [
-        HeadersPolicy(
-            {
-                "Accept": "application/json",
-                "x-ms-app": CLIENT_NAME,
-                "x-ms-client-version": f"Kusto.BlobIngest.Functions:{CLIENT_VERSION}|Runtime.Python:{platform.python_version()}",
-                "x-ms-version": API_VERSION,
-            }
-        ),
-        UserAgentPolicy(sdk_moniker=f"{CLIENT_NAME}/{CLIENT_VERSION}"),
-        RetryPolicy(retry_total=retry_total, retry_backoff_factor=0.5, retry_backoff_max=8, timeout=2 * timeout),
-        logging_policy,
-    ]
-    if credential is not None:
-        policies.insert(3, BearerTokenCredentialPolicy(credential, settings.kusto_token_scope))
-    return PipelineClient(
-        base_url=settings.kusto_ingest_uri,
-        policies=policies,
-        transport=transport or RequestsTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
-    )
+    retry = RetryPolicy(retry_total=retry_total, retry_backoff_factor=0.5, retry_backoff_max=8, timeout=2 * timeout)
+    return kusto_pipeline(settings, credential, transport, retry)
 
 
 def _rows(document: Any, command: str) -> list[dict[str, Any]]:

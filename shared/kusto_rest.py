@@ -201,6 +201,44 @@ def _blob_outcome(item: Mapping[str, Any]) -> BlobOutcome:
     )
 
 
+HTTP_LOGGER = logging.getLogger(f"{__name__}.http")
+# azure-core logs every request and response at INFO; in a function app that floods Application Insights.
+# Set this logger to INFO to trace Kusto requests (headers and query are redacted by the policy).
+HTTP_LOGGER.setLevel(logging.WARNING)
+
+
+def kusto_pipeline(
+    settings: Settings, credential: TokenCredential | None, transport: HttpTransport | None, retry_policy: RetryPolicy
+) -> PipelineClient:
+    """The one way the app talks to Kusto's ingestion endpoint: headers, retries, bearer token, redacted logging.
+
+    Shared by the REST client and the queue mode's management commands, so both send the same client
+    identification, retry the same way and never log a token.
+    """
+    timeout = settings.kusto_request_timeout_seconds
+    logging_policy = HttpLoggingPolicy(logger=HTTP_LOGGER, additional_allowed_query_params=["details"])
+    logging_policy.allowed_header_names.update({"x-ms-activity-id", "x-ms-app", "x-ms-client-version", "x-ms-version"})
+    policies = [
+        HeadersPolicy(
+            {
+                "Accept": "application/json",
+                "x-ms-app": CLIENT_NAME,
+                "x-ms-client-version": f"{CLIENT_MONIKER}:{CLIENT_VERSION}|Runtime.Python:{platform.python_version()}",
+                "x-ms-version": API_VERSION,
+            }
+        ),
+        UserAgentPolicy(sdk_moniker=f"{CLIENT_NAME}/{CLIENT_VERSION}"),
+        retry_policy,
+        BearerTokenCredentialPolicy(credential, settings.kusto_token_scope) if credential is not None else None,
+        logging_policy,
+    ]
+    return PipelineClient(
+        base_url=settings.kusto_ingest_uri,
+        policies=[policy for policy in policies if policy is not None],
+        transport=transport or RequestsTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
+    )
+
+
 class KustoIngestClient:
     """Configuration, submission and status of queued ingestion, with typed errors (`shared.kusto_errors`)."""
 
@@ -228,20 +266,10 @@ class KustoIngestClient:
         self._run_options: dict[str, Any] = {}
         if credential is not None and self._base_url.startswith("http://") and is_loopback_url(self._base_url):
             self._run_options["enforce_https"] = False
-        logging_policy = HttpLoggingPolicy(
-            logger=logging.getLogger(f"{__name__}.http"), additional_allowed_query_params=["details"]
-        )
-        logging_policy.allowed_header_names.update({"x-ms-activity-id", "x-ms-app", "x-ms-client-version", "x-ms-version"})
-        policies = [
-            HeadersPolicy(
-                {
-                    "Accept": "application/json",
-                    "x-ms-app": CLIENT_NAME,
-                    "x-ms-client-version": f"{CLIENT_MONIKER}:{CLIENT_VERSION}|Runtime.Python:{platform.python_version()}",
-                    "x-ms-version": API_VERSION,
-                }
-            ),
-            UserAgentPolicy(sdk_moniker=f"{CLIENT_NAME}/{CLIENT_VERSION}"),
+        self._client = kusto_pipeline(
+            settings,
+            credential,
+            transport,
             _BoundedRetryPolicy(
                 max_wait=min(10.0, timeout),
                 retry_total=retry_total,
@@ -249,13 +277,6 @@ class KustoIngestClient:
                 retry_backoff_max=8,
                 timeout=self._call_budget,
             ),
-            BearerTokenCredentialPolicy(credential, settings.kusto_token_scope) if credential is not None else None,
-            logging_policy,
-        ]
-        self._client: PipelineClient = PipelineClient(
-            base_url=self._base_url,
-            policies=[policy for policy in policies if policy is not None],
-            transport=transport or RequestsTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
         )
 
     def close(self) -> None:

@@ -243,12 +243,19 @@ def test_a_credential_that_cannot_get_a_token_is_an_auth_error() -> None:
 
 def test_http_logging_redacts_the_token_and_never_logs_the_body(caplog: pytest.LogCaptureFixture) -> None:
     kusto, _ = client(answer(400, one_api_error("BadRequest", f"bad blob {SAS_URL}")), credential=FixedTokenCredential())
-    with caplog.at_level(logging.DEBUG), pytest.raises(PermanentKustoError):
+    with caplog.at_level(logging.DEBUG, logger="shared.kusto_rest.http"), pytest.raises(PermanentKustoError):
         submit(kusto)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "x-ms-client-request-id" in logged, "the request/response log lines were written"
     assert TOKEN not in logged
     assert "SuperSecretSig" not in logged
+
+
+def test_request_lines_are_not_logged_unless_the_http_logger_is_turned_up(caplog: pytest.LogCaptureFixture) -> None:
+    kusto, _ = client(answer(400, one_api_error("BadRequest", "bad")))
+    with caplog.at_level(logging.INFO), pytest.raises(PermanentKustoError):
+        submit(kusto)
+    assert not [record for record in caplog.records if record.name == "shared.kusto_rest.http"]
 
 
 def test_the_credential_is_required_unless_the_setting_says_none() -> None:

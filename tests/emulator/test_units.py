@@ -1,0 +1,97 @@
+"""Pure pieces of the emulator, without servers: mappings, credentials in URLs, fault rules, request checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kusto_emulator.catalog_commands import entity, string_literal
+from kusto_emulator.config import EmulatorConfig
+from kusto_emulator.errors import BadRequest, IngestionError, is_permanent
+from kusto_emulator.faults import Faults
+from kusto_emulator.mappings import ColumnMapping, parse_mapping, parse_path
+from kusto_emulator.rest_ingestion import request_validator, validate_request
+from kusto_emulator.storage import split_credential
+
+
+def test_both_mapping_spellings_are_read():
+    current = parse_mapping('[{"column": "a", "datatype": "long", "Properties": {"Ordinal": "2"}}]', "csv")
+    legacy = parse_mapping('[{"Name": "a", "DataType": "long", "Ordinal": 2}]', "csv")
+    json_kind = parse_mapping(
+        '[{"column": "a", "path": "$.x[\'y z\'][3]"}, {"column": "b", "Properties": {"ConstValue": "k"}}]', "json"
+    )
+
+    assert current == legacy == [ColumnMapping("a", ordinal=2)]
+    assert json_kind == [ColumnMapping("a", path=("x", "y z", 3)), ColumnMapping("b", const_value="k")]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "fragment"),
+    [
+        ("not json", "csv", "not valid JSON"),
+        ("[]", "csv", "non-empty JSON array"),
+        ('[{"Properties": {"Ordinal": 0}}]', "csv", "has no 'column'"),
+        ('[{"column": "a", "Properties": {"Ordinal": "x"}}]', "csv", "is not an integer"),
+        ('[{"column": "a", "Properties": {"Path": "a.b"}}]', "json", "must start with '$'"),
+        ('[{"column": "a", "Properties": {"Ordinal": 0}}, {"column": "a", "Properties": {"Ordinal": 1}}]', "csv", "mapped twice"),
+    ],
+)
+def test_bad_mappings_are_invalid_mapping(text, kind, fragment):
+    with pytest.raises(IngestionError) as raised:
+        parse_mapping(text, kind)
+
+    assert raised.value.code == "BadRequest_InvalidMapping" and fragment in raised.value.details
+
+
+def test_json_paths_parse_or_name_the_position():
+    assert parse_path("$") == ()
+    with pytest.raises(IngestionError, match="position 3"):
+        parse_path("$.a b")
+
+
+@pytest.mark.parametrize(
+    ("url", "plain", "credential"),
+    [
+        ("http://h:1/acct/c/a.csv?sv=1&sig=x", "http://h:1/acct/c/a.csv", "?sv=1&sig=x"),
+        (
+            "https://a.blob.core.windows.net/c/a.csv;managed_identity=system",
+            "https://a.blob.core.windows.net/c/a.csv",
+            ";managed_identity=system",
+        ),
+        ("http://h/c/a.csv", "http://h/c/a.csv", ""),
+    ],
+)
+def test_credentials_are_split_from_blob_urls(url, plain, credential):
+    assert split_credential(url) == (plain, credential)
+
+
+def test_permanence_follows_kusto_error_table():
+    assert is_permanent("Download_SourceNotFound") and is_permanent("BadRequest_EmptyBlob")
+    assert not is_permanent("Download_UnknownError") and not is_permanent("General_InternalServerError")
+
+
+def test_fail_blob_rules_match_name_container_path_or_full_path(tmp_path: Path):
+    faults = Faults(EmulatorConfig(data_dir=tmp_path, storage_connection_string=""))
+    faults.update({"failBlobs": [{"pattern": "*bad*", "errorCode": "X"}, {"pattern": "staging/2024/*", "errorCode": "Y"}]})
+
+    assert faults.forced_blob_error("http://h/acct/c/very-bad.csv") == "X"
+    assert faults.forced_blob_error("http://h/acct/staging/2024/a.csv") == "Y"
+    assert faults.forced_blob_error("http://h/acct/c/fine.csv") is None
+
+
+def test_kusto_literals_and_bracketed_names():
+    assert string_literal(r"'it\'s'") == "it's"
+    assert string_literal('"a\\"b"') == 'a"b'
+    assert string_literal("@'C:\\path'") == "C:\\path"
+    assert string_literal("```multi\nline```") == "multi\nline"
+    assert entity("['My Table']") == "My Table" and entity('["x"]') == "x" and entity("T1") == "T1"
+
+
+def test_request_checks_name_the_json_path():
+    validator = request_validator(2)
+    with pytest.raises(BadRequest, match=r"\$\.blobs\[1\]\.sourceId"):
+        validate_request(validator, {"blobs": [{"url": "u1"}, {"url": "u2", "sourceId": 3}], "properties": {"format": "csv"}}, 2)
+    with pytest.raises(BadRequest, match="at most 2"):
+        validate_request(validator, {"blobs": [{"url": "a"}, {"url": "b"}, {"url": "c"}], "properties": {"format": "csv"}}, 2)
+    validate_request(validator, {"blobs": [{"url": "a", "rawSize": None}], "properties": {"format": "json", "tags": None}}, 2)

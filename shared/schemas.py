@@ -2,7 +2,7 @@
 
 Every message is checked when it is written and again when it is read, so a bug in one function, or a
 message written by hand into a queue, is caught at the boundary with the exact field that is wrong.
-Format checks (`date-time`, `uri`, `uuid`) are on: without the `format-nongpl` extras jsonschema would
+Format checks (`date-time`, `uri`, `uuid`) are on: without the validator packages in requirements.txt jsonschema would
 pass a bad date silently, so `requirements.txt` installs them.
 """
 

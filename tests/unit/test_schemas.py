@@ -69,6 +69,9 @@ def test_pending_blob_round_trip() -> None:
         ({"properties": {"format": "xml"}}, "$.properties.format"),
         ({"properties": {"format": "csv", "creationTime": "yesterday"}}, "$.properties.creationTime"),
         ({"properties": {"format": "csv", "unknown": 1}}, "$.properties"),
+        # Format checks need their validator packages (requirements.txt): without them these would pass silently.
+        ({"recordedAt": "2024-02-30T25:61:00Z"}, "$.recordedAt"),
+        ({"blobUrl": "https://exa mple.blob.core.windows.net/c/x.csv"}, "$.blobUrl"),
     ],
 )
 def test_pending_blob_refuses(overrides: dict[str, Any], path: str) -> None:

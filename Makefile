@@ -57,5 +57,13 @@ upload: $(STAMP)
 test: setup lint
 	$(PY) -m pytest
 
+# Measurements, not tests: prints a table (each figure beside its goal and baseline), writes .bench/.
+# Full-size resource check: .venv/bin/python -m bench --resource-sizes 1000,100000
+bench: setup
+	$(PY) -m bench
+
+soak: $(STAMP) $(NODE_STAMP)
+	$(PY) -m bench.soak
+
 clean:
 	rm -rf $(VENV) $(SDK_VENV) node_modules .local .bench .pytest_cache .ruff_cache

@@ -2,8 +2,8 @@
 
 Every message is checked when it is written and again when it is read, so a bug in one function, or a
 message written by hand into a queue, is caught at the boundary with the exact field that is wrong.
-Format checks (`date-time`, `uri`, `uuid`) are on: without the validator packages in requirements.txt jsonschema would
-pass a bad date silently, so `requirements.txt` installs them.
+Format checks (`date-time`, `uri`, `uuid`) are on. jsonschema enforces `date-time` and `uri` only when their
+validator packages are installed (otherwise a bad date passes silently), so `requirements.txt` names them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,16 +28,15 @@ from typing import Any, Generic, TypeVar
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestTimeoutError, ServiceResponseTimeoutError
 from azure.core.pipeline.policies import (
     RetryPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 
-from shared.kusto_errors import KustoAuthError, TransientKustoError, error_from_response
-from shared.kusto_rest import kusto_pipeline, parse_retry_after
-from shared.settings import Settings, is_loopback_url
+from shared.kusto_errors import TransientKustoError
+from shared.kusto_rest import kusto_pipeline, run_options, send_json
+from shared.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +127,7 @@ class DataManagementClient:
             raise ValueError(f"KUSTO_CREDENTIAL is {settings.kusto_credential!r}: pass the credential it names")
         self._settings = settings
         self._pipeline = management_pipeline(settings, credential, transport)
-        # Bearer tokens over plain http are refused by azure-core; the settings allow http only for loopback.
-        self._run_options: dict[str, Any] = {}
-        if (
-            credential is not None
-            and settings.kusto_ingest_uri.startswith("http://")
-            and is_loopback_url(settings.kusto_ingest_uri)
-        ):
-            self._run_options["enforce_https"] = False
+        self._run_options = run_options(settings, credential)
 
     def close(self) -> None:
         self._pipeline.close()
@@ -161,32 +152,9 @@ class DataManagementClient:
             "POST",
             self._settings.kusto_ingest_uri + MGMT_PATH,
             json={"db": MGMT_DATABASE, "csl": csl},
-            headers={"x-ms-client-request-id": f"KIC.execute;{uuid.uuid4()}", "Content-Type": "application/json; charset=utf-8"},
+            headers={"Content-Type": "application/json; charset=utf-8"},
         )
-        operation = f"'{csl}'"
-        try:
-            response = self._pipeline.send_request(request, **self._run_options)
-        except ClientAuthenticationError as error:
-            raise KustoAuthError(
-                f"Kusto {operation}: no token for scope {self._settings.kusto_token_scope}: {error}; check KUSTO_CREDENTIAL"
-            ) from None
-        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as error:
-            raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
-        except AzureError as error:
-            raise TransientKustoError(f"Kusto {operation} failed: {type(error).__name__}: {error}") from None
-        text = response.text()
-        if not 200 <= response.status_code < 300:
-            raise error_from_response(
-                response.status_code,
-                text,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                activity_id=response.headers.get("x-ms-activity-id", ""),
-                operation=operation,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientKustoError(f"Kusto {operation} answered with a body that is not JSON: {text[:200]}") from None
+        return send_json(self._pipeline, self._settings, request, operation=f"'{csl}'", **self._run_options)
 
 
 T = TypeVar("T")

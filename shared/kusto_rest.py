@@ -239,6 +239,52 @@ def kusto_pipeline(
     )
 
 
+def run_options(settings: Settings, credential: TokenCredential | None) -> dict[str, Any]:
+    """Per-request pipeline options: azure-core refuses bearer tokens over plain http, which the settings
+    allow only for a loopback emulator, so only there is that check turned off."""
+    uri = settings.kusto_ingest_uri
+    if credential is not None and uri.startswith("http://") and is_loopback_url(uri):
+        return {"enforce_https": False}
+    return {}
+
+
+def send_json(pipeline: PipelineClient, settings: Settings, request: HttpRequest, *, operation: str, **options: Any) -> Any:
+    """One call through a Kusto pipeline: returns the JSON answer or raises a typed KustoError naming `operation`.
+
+    Every failure becomes transient or permanent here, in one place, for the REST client and queue mode alike.
+    """
+    request.headers["x-ms-client-request-id"] = f"KIC.execute;{uuid.uuid4()}"
+    try:
+        response: HttpResponse = pipeline.send_request(request, **options)
+    except ClientAuthenticationError as error:
+        raise KustoAuthError(
+            f"Kusto {operation}: no token for scope {settings.kusto_token_scope}: {error}; check KUSTO_CREDENTIAL "
+            "and MANAGED_IDENTITY_CLIENT_ID"
+        ) from None
+    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as error:
+        raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
+    except AzureError as error:
+        raise TransientKustoError(f"Kusto {operation} failed: {type(error).__name__}: {error}") from None
+    activity_id = response.headers.get("x-ms-activity-id", "")
+    text = response.text()
+    if not 200 <= response.status_code < 300:
+        raise error_from_response(
+            response.status_code,
+            text,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            activity_id=activity_id,
+            operation=operation,
+        )
+    try:
+        return response.json()
+    except ValueError:
+        raise TransientKustoError(
+            f"Kusto {operation} answered HTTP {response.status_code} with a body that is not JSON: {text[:200]}",
+            status_code=response.status_code,
+            activity_id=activity_id,
+        ) from None
+
+
 class KustoIngestClient:
     """Configuration, submission and status of queued ingestion, with typed errors (`shared.kusto_errors`)."""
 
@@ -262,10 +308,7 @@ class KustoIngestClient:
         timeout = settings.kusto_request_timeout_seconds
         # One request, retries included, never takes longer than two request timeouts (callers may cut it shorter).
         self._call_budget = 2 * timeout
-        # Bearer tokens over plain http are refused by azure-core; the settings allow http only for loopback.
-        self._run_options: dict[str, Any] = {}
-        if credential is not None and self._base_url.startswith("http://") and is_loopback_url(self._base_url):
-            self._run_options["enforce_https"] = False
+        self._run_options = run_options(settings, credential)
         self._client = kusto_pipeline(
             settings,
             credential,
@@ -398,37 +441,7 @@ class KustoIngestClient:
             raise PermanentKustoError(str(error), code="BadRequest_EntityNameIsNotValid") from None
 
     def _send(self, method: str, path: str, *, operation: str, body: Any = None, timeout: float | None = None) -> Any:
-        """One call through the pipeline; returns the JSON answer or raises a typed KustoError."""
-        request = HttpRequest(
-            method, self._base_url + path, json=body, headers={"x-ms-client-request-id": f"KIC.execute;{uuid.uuid4()}"}
-        )
+        """One call through the pipeline, within the call budget; returns the JSON answer or raises a KustoError."""
         budget = self._call_budget if timeout is None else max(1.0, min(timeout, self._call_budget))
-        try:
-            response: HttpResponse = self._client.send_request(request, timeout=budget, **self._run_options)
-        except ClientAuthenticationError as error:
-            raise KustoAuthError(
-                f"Kusto {operation}: no token for scope {self._settings.kusto_token_scope}: {error}; check KUSTO_CREDENTIAL "
-                "and MANAGED_IDENTITY_CLIENT_ID"
-            ) from None
-        except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as error:
-            raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
-        except AzureError as error:
-            raise TransientKustoError(f"Kusto {operation} failed: {type(error).__name__}: {error}") from None
-        activity_id = response.headers.get("x-ms-activity-id", "")
-        text = response.text()
-        if not 200 <= response.status_code < 300:
-            raise error_from_response(
-                response.status_code,
-                text,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                activity_id=activity_id,
-                operation=operation,
-            )
-        try:
-            return response.json()
-        except ValueError:
-            raise TransientKustoError(
-                f"Kusto {operation} answered HTTP {response.status_code} with a body that is not JSON: {text[:200]}",
-                status_code=response.status_code,
-                activity_id=activity_id,
-            ) from None
+        request = HttpRequest(method, self._base_url + path, json=body)
+        return send_json(self._client, self._settings, request, operation=operation, timeout=budget, **self._run_options)

@@ -7,6 +7,7 @@ operation whose outcome never came), so the failure queue trigger has one format
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,3 +60,28 @@ def failure_notification(
     }
     schemas.validate(schemas.FAILURE_NOTIFICATION, message)
     return message
+
+
+def pending_blob_fields(pending: Mapping[str, Any]) -> dict[str, str]:
+    """The `failure_notification` arguments that name a blob, from a pending message ({} when there is none)."""
+    if not pending:
+        return {}
+    return {
+        "database": pending["database"],
+        "table": pending["table"],
+        "blob_url": pending["blobUrl"],
+        "blob_name": pending["blobName"],
+        "source_id": pending["sourceId"],
+    }
+
+
+def tracked_blob_fields(record: Mapping[str, Any], blob: Mapping[str, Any]) -> dict[str, str]:
+    """The `failure_notification` arguments that name a blob of a tracking record, with its operation."""
+    return {
+        "database": record["database"],
+        "table": record["table"],
+        "blob_url": blob["blobUrl"],
+        "blob_name": blob["blobName"],
+        "source_id": blob["sourceId"],
+        "operation_id": record["operationId"],
+    }

@@ -25,7 +25,15 @@ from azure.core.exceptions import HttpResponseError, ResourceModifiedError, Reso
 from azure.storage.blob import BlobClient
 
 from shared import schemas
-from shared.notifications import EXHAUSTED, PERMANENT, TRANSIENT, UNKNOWN, failure_notification, utc_now_iso
+from shared.notifications import (
+    EXHAUSTED,
+    PERMANENT,
+    TRANSIENT,
+    UNKNOWN,
+    failure_notification,
+    tracked_blob_fields,
+    utc_now_iso,
+)
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -205,12 +213,7 @@ def settle_failure(services: Services, record: Mapping[str, Any], blob: Mapping[
             error_code=failure.error_code,
             details=details,
             origin="ingestion",
-            database=record["database"],
-            table=record["table"],
-            blob_url=blob["blobUrl"],
-            blob_name=blob["blobName"],
-            source_id=blob["sourceId"],
-            operation_id=record["operationId"],
+            **tracked_blob_fields(record, blob),
             failure_status=status,
         ),
     )

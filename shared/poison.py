@@ -28,7 +28,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from shared import alerts, schemas
-from shared.notifications import EXHAUSTED, failure_notification
+from shared.notifications import EXHAUSTED, failure_notification, pending_blob_fields
 from shared.outcomes import send_failure
 from shared.redaction import plain_blob_url, redact
 from shared.sibling_queues import sibling_queue
@@ -121,7 +121,7 @@ def _blob_fields(services: Services, queue_name: str, payload: Any) -> list[dict
     if not isinstance(payload, Mapping):
         return [{}]
     if queue_name == settings.pending_poison_queue and _valid(schemas.PENDING_BLOB, payload):
-        return [_pending_fields(payload)]
+        return [pending_blob_fields(payload)]
     if queue_name == settings.tracking_poison_queue and _valid(schemas.TRACKING_RECORD, payload):
         return [
             {
@@ -139,16 +139,6 @@ def _blob_fields(services: Services, queue_name: str, payload: Any) -> list[dict
         url = plain_blob_url(services.blob_service.get_blob_client(container, name).url)
         return [{"blob_url": url, "blob_name": name}]
     return [{}]
-
-
-def _pending_fields(pending: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        "database": pending["database"],
-        "table": pending["table"],
-        "blob_url": pending["blobUrl"],
-        "blob_name": pending["blobName"],
-        "source_id": pending["sourceId"],
-    }
 
 
 def _valid(schema: str, payload: Any) -> bool:

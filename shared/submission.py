@@ -52,7 +52,7 @@ from shared import schemas
 from shared.batching import Chunk, make_chunks
 from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError
 from shared.kusto_rest import BlobSource
-from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, utc_now_iso
+from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, pending_blob_fields, utc_now_iso
 from shared.redaction import plain_blob_url, redact
 from shared.services import Services
 from shared.storage import QUEUE_TEXT_LIMIT, decode_message
@@ -302,7 +302,7 @@ class _Drain:
                 origin=ORIGIN,
                 failure_status=PERMANENT,
                 root_activity_id=error.activity_id,
-                **_blob_fields(item.pending),
+                **pending_blob_fields(item.pending),
             )
             self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
         for item in (*chunk.items, *chunk.duplicates):
@@ -336,7 +336,7 @@ class _Drain:
             ),
             origin=ORIGIN,
             failure_status=EXHAUSTED,
-            **_blob_fields(item.pending),
+            **pending_blob_fields(item.pending),
         )
         self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
         self._delete(item.message)
@@ -352,16 +352,3 @@ class _Drain:
     def _count(self, name: str, amount: int) -> None:
         with self._lock:
             setattr(self.report, name, getattr(self.report, name) + amount)
-
-
-def _blob_fields(pending: dict[str, Any]) -> dict[str, str]:
-    """The notification fields that name the blob, from a valid pending message ({} when there is none)."""
-    if not pending:
-        return {}
-    return {
-        "database": pending["database"],
-        "table": pending["table"],
-        "blob_url": pending["blobUrl"],
-        "blob_name": pending["blobName"],
-        "source_id": pending["sourceId"],
-    }

@@ -36,7 +36,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 from shared import schemas
 from shared.kusto_errors import KustoError, PermanentKustoError, TransientKustoError
 from shared.kusto_rest import BlobOutcome, OperationStatus
-from shared.notifications import UNKNOWN, failure_notification
+from shared.notifications import UNKNOWN, failure_notification, tracked_blob_fields
 from shared.outcomes import RESUBMITTED, IngestionFailure, send_failure, settle_failure, settle_success
 from shared.queue_relay import relay_failures
 from shared.redaction import redact
@@ -323,12 +323,7 @@ def _timed_out_notification(
         error_code=TIMED_OUT,
         details=details,
         origin="tracking",
-        database=record["database"],
-        table=record["table"],
-        blob_url=blob["blobUrl"],
-        blob_name=blob["blobName"],
-        source_id=blob["sourceId"],
-        operation_id=record["operationId"],
+        **tracked_blob_fields(record, blob),
         failure_status=UNKNOWN,
     )
 
@@ -344,12 +339,7 @@ def _status_failed(
                 error_code=STATUS_FAILED,
                 details=f"the status of the operation cannot be read ({error}); the blob's outcome is unknown",
                 origin="tracking",
-                database=record["database"],
-                table=record["table"],
-                blob_url=blob["blobUrl"],
-                blob_name=blob["blobName"],
-                source_id=blob["sourceId"],
-                operation_id=record["operationId"],
+                **tracked_blob_fields(record, blob),
                 failure_status=UNKNOWN,
                 root_activity_id=error.activity_id,
             ),

@@ -1,0 +1,1 @@
+"""Development-only benchmarks and the fault-injection soak (`make bench`, `make soak`); never deployed."""

@@ -1,0 +1,146 @@
+"""`python -m bench` (`make bench`): throughput, requests per blob, latency, CPU and memory, SDK comparison.
+
+Starts Azurite and the Kusto emulator on free ports, runs every measurement, prints one table (each figure
+beside its goal and the baseline measured in the same run) and writes `.bench/results.json` and
+`.bench/concurrency.png`. Nothing is asserted on timing: these are measurements, not tests.
+
+Default sizes are small because Azurite's queue slows down as it gets deeper (each receive and delete
+costs time in proportion to the messages queued: a 20,000-deep queue drains at about 20 messages a second
+on 2 cores, whatever the client). The sizes of the brief are flags:
+`python -m bench --pending 20000 --resource-sizes 1000,100000` (hours on Azurite, not on Azure Storage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.report import format_table, table_rows, write_outputs
+from bench.stack import running_stack
+from devhost.processes import ROOT
+
+SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency")
+
+
+def _sizes(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--pending", type=int, default=2000, help="pending blobs of the throughput runs (default 2000)")
+    parser.add_argument(
+        "--cost-blobs", type=int, default=200, help="real blobs recorded, drained and tracked with counting clients"
+    )
+    parser.add_argument("--latency-seconds", type=float, default=45, help="how long blobs keep landing in the latency run")
+    parser.add_argument("--latency-rate", type=float, default=4, help="blobs landing per second in the latency run")
+    parser.add_argument(
+        "--resource-sizes", type=_sizes, default=[1000, 5000], help="drain sizes for CPU and memory (default 1000,5000)"
+    )
+    parser.add_argument("--sdk-blobs", type=int, default=500, help="blobs submitted one by one with QueuedIngestClient")
+    parser.add_argument("--sweep-size", type=int, default=1000, help="pending blobs per point of the concurrency chart")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", type=Path, default=ROOT / ".bench", help="where results.json and concurrency.png go")
+    return parser.parse_args(argv)
+
+
+def machine() -> dict[str, Any]:
+    memory = ""
+    if Path("/proc/meminfo").exists():
+        first = Path("/proc/meminfo").read_text().splitlines()[0].split()
+        memory = f"{int(first[1]) / 1024 / 1024:.1f} GiB"
+    return {
+        "cpus": os.cpu_count(),
+        "memory": memory,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "loadAverageAtStart": os.getloadavg(),
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sections = {section.strip() for section in args.only.split(",") if section.strip()}
+    unknown = sections - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"--only: unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    results: dict[str, Any] = {"machine": machine(), "arguments": {k: str(v) for k, v in vars(args).items()}}
+    work_dir = Path(tempfile.mkdtemp(prefix="bench-", dir=args.out if args.out.exists() else None))
+    started = time.monotonic()
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f} s] {name}", flush=True)
+
+    with running_stack(work_dir) as stack:
+        scenarios.prepare(stack)
+        if "throughput" in sections:
+            step(f"throughput: baseline, ours, ours with 150 ms latency ({args.pending} pending each)")
+            results["throughput"] = {
+                "baseline": scenarios.drain(stack, "tp-base", args.pending, "baseline"),
+                "ours": scenarios.drain(stack, "tp-ours", args.pending, "ours"),
+                "latency150": scenarios.drain(stack, "tp-slow", args.pending, "ours", latency_ms=150),
+            }
+        if "requests" in sections or "sdk" in sections:
+            step(f"requests per blob: record, drain and track {args.cost_blobs} real blobs with counting clients")
+            results["requests"] = scenarios.requests_per_blob(stack, args.cost_blobs)
+        if "resources" in sections:
+            results["resources"] = []
+            for size in args.resource_sizes:
+                step(f"CPU and peak memory: drain of {size}")
+                ours = scenarios.drain(stack, f"res-{size}", size, "ours")
+                base = scenarios.drain(stack, f"res-base-{size}", size, "baseline")
+                results["resources"].append(ours | {"baselineCpuMsPerBlob": base["cpuMsPerBlob"]})
+        if "sdk" in sections:
+            step(f"official SDK: QueuedIngestClient, {args.sdk_blobs} blobs one by one, and ours on the same count")
+            results["sdk"] = {
+                "sdk": scenarios.sdk_queued_ingest(stack, args.sdk_blobs),
+                "ours": scenarios.drain(stack, "sdk-ours", args.sdk_blobs, "ours"),
+                "oursStoragePerBlob": results["requests"]["storagePerBlob"],
+                "oursKustoPerBlob": results["requests"]["kustoSubmitPerBlob"] + results["requests"]["kustoStatusPollsPerBlob"],
+            }
+        if "concurrency" in sections:
+            results["concurrency"] = []
+            for level in (1, 2, 4, 8, 16):
+                step(f"concurrency sweep: SUBMIT_CONCURRENCY={level}, {args.sweep_size} pending")
+                ours = scenarios.drain(stack, f"cc-{level}", args.sweep_size, "ours", concurrency=level)
+                base = scenarios.drain(stack, f"cc-base-{level}", args.sweep_size, "baseline", concurrency=level)
+                results["concurrency"].append(
+                    {
+                        "concurrency": level,
+                        "blobs": args.sweep_size,
+                        "ours": ours["blobsPerSecond"],
+                        "baseline": base["blobsPerSecond"],
+                    }
+                )
+        if "latency" in sections:
+            step(f"latency: {args.latency_rate:g} blobs/s for {args.latency_seconds:g} s through the local host")
+            results["latency"] = scenarios.landing_to_accepted(stack, args.latency_seconds, args.latency_rate)
+    # Kept when a step failed: the service and local host logs are in it.
+    shutil.rmtree(work_dir, ignore_errors=True)
+    results["wallSeconds"] = time.monotonic() - started
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = run(args)
+    info = results["machine"]
+    print()
+    print(f"machine: {info['cpus']} CPUs, {info['memory']}, Python {info['python']}, load at start {info['loadAverageAtStart']}")
+    print(format_table(table_rows(results)))
+    print(f"total {results['wallSeconds']:.0f} s")
+    for path in write_outputs(results, args.out):
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""One drain in a process of its own, so its CPU time and peak memory are the drain's and nothing else's.
+
+    python -m bench.drain_child ours|baseline      (app settings come from the environment)
+
+* `ours`: the timer's real work, `shared.submission.submit_pending_blobs(services)`, called again until a
+  run finds the queue empty (as successive timer ticks would).
+* `baseline`: the floor any drain of this queue pays: receive pages of 32 the same way the drain does
+  (same SDK client, same `messages_per_page`, same round size) and delete every message on a pool of
+  SUBMIT_CONCURRENCY threads, in chunks of MAX_BLOBS_PER_BATCH. No parsing, no Kusto, no tracking.
+
+CPU and wall time are taken around the drain only (imports and client creation excluded); peak memory is
+the process's `ru_maxrss`. The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from azure.storage.queue import QueueClient, QueueMessage
+
+from shared.services import build_services
+from shared.settings import load_settings
+from shared.submission import PAGE_SIZE, submit_pending_blobs
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _drain_ours() -> dict[str, Any]:
+    services = build_services(load_settings())
+    services.kusto.effective_batch_size()  # the configuration call is made once per worker, not per drain
+    totals = {"received": 0, "submitted": 0, "deferred": 0, "rejected": 0, "malformed": 0, "runs": 0}
+    while True:
+        report = submit_pending_blobs(services)
+        totals["runs"] += 1
+        for key in ("received", "submitted", "deferred", "rejected", "malformed"):
+            totals[key] += getattr(report, key)
+        if report.received == 0:
+            return totals | {"blobs": totals["submitted"]}
+
+
+def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
+    for message in messages:
+        queue.delete_message(message)
+
+
+def _drain_baseline() -> dict[str, Any]:
+    settings = load_settings()
+    queue = build_services(settings).pending_queue
+    concurrency, batch = settings.submit_concurrency, settings.max_blobs_per_batch
+    round_limit = max(PAGE_SIZE, batch * concurrency)
+    slots = threading.Semaphore(concurrency)
+    deleted = 0
+    with ThreadPoolExecutor(concurrency) as pool:
+        while True:
+            pager = queue.receive_messages(
+                messages_per_page=PAGE_SIZE,
+                visibility_timeout=settings.pending_visibility_timeout_seconds,
+                max_messages=round_limit,
+            )
+            messages = [message for page in pager.by_page() for message in page]
+            for start in range(0, len(messages), batch):
+                slots.acquire()
+                pool.submit(_delete_all, queue, messages[start : start + batch]).add_done_callback(lambda _: slots.release())
+            deleted += len(messages)
+            if len(messages) < round_limit:
+                break
+    return {"blobs": deleted}
+
+
+def main(mode: str) -> dict[str, Any]:
+    drain = {"ours": _drain_ours, "baseline": _drain_baseline}[mode]
+    cpu, wall = _cpu_seconds(), time.perf_counter()
+    result = drain()
+    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return result | {"mode": mode, "seconds": wall, "cpuSeconds": cpu, "peakMemoryMb": peak_kib / 1024}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))

@@ -1,0 +1,128 @@
+"""Turns the benchmark results into the printed table, a JSON file and the concurrency chart (PNG)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the chart is only written to a file
+import matplotlib.pyplot as plt
+
+
+def _row(measure: str, value: str, goal: str, baseline: str = "") -> tuple[str, str, str, str]:
+    return measure, value, goal, baseline
+
+
+def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(measure, value, goal, baseline or note) rows, in the order of the brief."""
+    rows = [("measure", "value", "goal", "baseline / note")]
+    main = results.get("throughput")
+    if main:
+        ours, base, slow = main["ours"], main["baseline"], main["latency150"]
+        ratio = ours["blobsPerSecond"] / base["blobsPerSecond"]
+        rows += [
+            _row(f"drain-and-submit, {ours['blobs']} pending (blobs/s)", f"{ours['blobsPerSecond']:.0f}", "", ""),
+            _row("  raw receive+delete, same queue, SDK, concurrency", f"{base['blobsPerSecond']:.0f}", "", "baseline"),
+            _row("  ratio drain / baseline", f"{ratio:.0%}", ">= 90%", f"{base['blobsPerSecond']:.0f} blobs/s"),
+            _row("drain with Kusto answering after 150 ms (blobs/s)", f"{slow['blobsPerSecond']:.0f}", "", ""),
+            _row(
+                "  ratio 150 ms / 0 ms",
+                f"{slow['blobsPerSecond'] / ours['blobsPerSecond']:.0%}",
+                ">= 80%",
+                f"{ours['blobsPerSecond']:.0f} blobs/s at 0 ms",
+            ),
+        ]
+    cost = results.get("requests")
+    if cost:
+        rows += [
+            _row(f"storage requests per blob (counted, {cost['blobs']} blobs)", f"{cost['storagePerBlob']:.2f}", "<= 3.2", ""),
+            _row("Kusto requests per blob, submission", f"{cost['kustoSubmitPerBlob']:.3f}", "<= 0.05", ""),
+            _row("Kusto requests per blob, status polls", f"{cost['kustoStatusPollsPerBlob']:.3f}", "(tracking)", ""),
+        ]
+    latency = results.get("latency")
+    if latency:
+        rows += [
+            _row(f"landing -> accepted p50 ({latency['blobs']} blobs, local host)", f"{latency['p50Seconds']:.1f} s", "", ""),
+            _row("landing -> accepted p99", f"{latency['p99Seconds']:.1f} s", "<= 13 s", "schedule every 10 s + 3 s"),
+        ]
+    for size in results.get("resources", []):
+        rows += [
+            _row(
+                f"CPU per blob, drain of {size['blobs']}",
+                f"{size['cpuMsPerBlob']:.2f} ms",
+                "flat",
+                f"baseline {size['baselineCpuMsPerBlob']:.2f} ms",
+            ),
+            _row(
+                f"peak memory, drain of {size['blobs']}", f"{size['peakMemoryMb']:.0f} MB", "<= 200 MB", "child process ru_maxrss"
+            ),
+        ]
+    sdk = results.get("sdk")
+    if sdk:
+        ours = sdk["ours"]
+        rows += [
+            _row(
+                f"QueuedIngestClient one by one, {sdk['sdk']['blobs']} blobs (blobs/s)",
+                f"{sdk['sdk']['blobsPerSecond']:.0f}",
+                "",
+                f"ours {ours['blobsPerSecond']:.0f} blobs/s, same blobs",
+            ),
+            _row(
+                "  SDK storage / Kusto requests per blob",
+                f"{sdk['sdk']['storagePerBlob']:.2f} / {sdk['sdk']['kustoPerBlob']:.3f}",
+                "",
+                f"ours {sdk['oursStoragePerBlob']:.2f} / {sdk['oursKustoPerBlob']:.3f} (incl. durable pending + tracking)",
+            ),
+        ]
+    for point in results.get("concurrency", []):
+        rows.append(
+            _row(
+                f"SUBMIT_CONCURRENCY={point['concurrency']} (blobs/s)",
+                f"{point['ours']:.0f}",
+                "",
+                f"baseline {point['baseline']:.0f}",
+            )
+        )
+    return rows
+
+
+def format_table(rows: list[tuple[str, str, str, str]]) -> str:
+    widths = [max(len(row[column]) for row in rows) for column in range(4)]
+    lines = []
+    for index, row in enumerate(rows):
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        if index == 0:
+            lines.append("-+-".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def write_outputs(results: dict[str, Any], out_dir: Path) -> list[Path]:
+    """results.json always; concurrency.png when the sweep ran."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [out_dir / "results.json"]
+    written[0].write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
+    points = results.get("concurrency")
+    if points:
+        figure, axes = plt.subplots(figsize=(7, 4.2))
+        levels = [point["concurrency"] for point in points]
+        axes.plot(levels, [point["ours"] for point in points], marker="o", label="drain and submit (ours)")
+        axes.plot(
+            levels, [point["baseline"] for point in points], marker="s", linestyle="--", label="receive + delete (baseline)"
+        )
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(levels, [str(level) for level in levels])
+        axes.set_xlabel("SUBMIT_CONCURRENCY")
+        axes.set_ylabel("blobs per second")
+        axes.set_title(f"Drain throughput, {points[0]['blobs']} pending blobs per point")
+        axes.set_ylim(bottom=0)
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        chart = out_dir / "concurrency.png"
+        figure.savefig(chart, dpi=120)
+        plt.close(figure)
+        written.append(chart)
+    return written

@@ -1,0 +1,299 @@
+"""The measurements of `make bench`, one function each; every one returns plain JSON-ready numbers.
+
+Drains run in a child process (`bench.drain_child`) so that their CPU and memory are theirs alone; the
+per-blob request counts run in this process with counting clients (`bench.counting`); the latency run
+goes through the local host (`python -m devhost`) exactly as `make run` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
+from bench.counting import RequestCounter, counted_queue, counted_services
+from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue
+from bench.stack import Stack
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
+from shared import tracking
+from shared.recorder import record_blob, source_id
+from shared.redaction import plain_blob_url
+from shared.services import Services, build_services, ensure_queues
+from shared.settings import load_settings
+from shared.submission import submit_pending_blobs
+
+DATABASE = "BenchDb"
+TABLE = "Events"
+TABLE_SCHEMA = "name:string, value:long"
+SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
+_FAIL_FAST = [{"pattern": FAIL_FAST_PATTERN, "errorCode": "BadRequest_BenchFailFast"}]
+
+
+def prepare(stack: Stack) -> None:
+    stack.create_table(DATABASE, TABLE, TABLE_SCHEMA)
+
+
+def _services(values: dict[str, str]) -> Services:
+    services = build_services(load_settings(values))
+    ensure_queues(services)
+    return services
+
+
+def _kusto_requests(before: dict[str, Any], after: dict[str, Any]) -> dict[str, int]:
+    """Kusto requests between two `/admin/stats` snapshots, admin routes left out."""
+    delta = {}
+    for route, count in after["requests"].items():
+        if "/admin/" not in route and count - before["requests"].get(route, 0):
+            delta[route] = count - before["requests"].get(route, 0)
+    return delta
+
+
+def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
+    """Fill a fresh pending queue with `count` messages, then drain it in a child process (`ours` or `baseline`)."""
+    # One timer run drains the whole queue: the budget guards production runs, here it would cut the measure.
+    values = stack.app_settings(prefix, SUBMIT_CONCURRENCY=str(concurrency), DRAIN_TIME_BUDGET_SECONDS="3600")
+    _services(values).kusto.close()
+    fill_pending_queue(
+        stack.azurite.connection_string,
+        values["PENDING_QUEUE"],
+        stack.azurite.blob_endpoint,
+        values["STAGING_CONTAINER"],
+        DATABASE,
+        TABLE,
+        count,
+        prefix,
+    )
+    stack.set_faults(latencyMs=latency_ms, failBlobs=_FAIL_FAST)
+    before = stack.stats()
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.drain_child", mode],
+        env=os.environ | values,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if child.returncode != 0 or not child.stdout.strip():
+        raise RuntimeError(f"drain child ({mode}) failed with code {child.returncode}:\n{child.stderr[-4000:]}")
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    if result["blobs"] < count:
+        raise RuntimeError(f"drain child ({mode}) settled {result['blobs']} of {count} blobs: {result}")
+    # More than `count`: the SDK retried a send that had reached Azurite while filling (at-least-once enqueue).
+    result["setupDuplicates"] = result["blobs"] - count
+    result["blobsPerSecond"] = result["blobs"] / result["seconds"]
+    result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
+    result["kustoRequests"] = _kusto_requests(before, stack.stats())
+    result["concurrency"] = concurrency
+    result["latencyMs"] = latency_ms
+    return result
+
+
+# -- storage and Kusto requests per blob -----------------------------------------------------------------
+
+
+def _upload_blobs(services: Services, names: list[str], body: Any) -> dict[str, tuple[str, datetime]]:
+    """Upload blobs on 8 threads; returns name -> (sourceId, landing time)."""
+    container = services.blob_service.get_container_client(services.settings.staging_container)
+    landed: dict[str, tuple[str, datetime]] = {}
+    lock = threading.Lock()
+
+    def upload(name: str) -> None:
+        blob = container.get_blob_client(name)
+        etag = blob.upload_blob(body(name), overwrite=True)["etag"]
+        with lock:
+            landed[name] = (source_id(plain_blob_url(blob.url), etag), datetime.now(UTC))
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, names))
+    return landed
+
+
+def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
+    """Record, drain and track `blobs` real blobs with counting clients; count storage and Kusto requests."""
+    stack.set_faults()
+    values = stack.app_settings("cost", TRACKING_POLL_INITIAL_SECONDS="1")
+    plain = _services(values)
+    plain.blob_service.create_container(plain.settings.staging_container)
+    names = [f"{DATABASE}/{TABLE}/cost/part-{index:05d}.csv" for index in range(blobs)]
+    _upload_blobs(plain, names, lambda name: f"{name},1\n".encode())
+    counter = RequestCounter()
+    services = counted_services(plain.settings, counter)
+    # The tracker reads its queue raw through a client of its own (`tracking_queue_reader`); it counts too.
+    raw_tracking = counted_queue(stack.azurite.connection_string, plain.settings.tracking_queue, counter, decode=False)
+    stages: dict[str, dict[str, int]] = {}
+    kusto: dict[str, dict[str, int]] = {}
+
+    before = stack.stats()
+    with ThreadPoolExecutor(8) as pool:
+        list(
+            pool.map(
+                lambda name: record_blob(services.blob_service.get_blob_client(plain.settings.staging_container, name), services),
+                names,
+            )
+        )
+    stages["record (blob trigger)"] = dict(counter.reset())
+    kusto["record (blob trigger)"], before = _kusto_requests(before, stack.stats()), stack.stats()
+
+    operations = 0
+    while (report := submit_pending_blobs(services)).received:
+        operations += report.operations
+    stages["drain (submission timer)"] = dict(counter.reset())
+    kusto["drain (submission timer)"], before = _kusto_requests(before, stack.stats()), stack.stats()
+
+    _wait(lambda: stack.stats()["blobs"]["succeeded"] >= blobs, "the emulator to ingest the cost blobs", 300)
+    original = tracking.tracking_queue_reader
+    tracking.tracking_queue_reader = lambda _services: raw_tracking
+    try:
+        finished, deadline = 0, time.monotonic() + 300
+        while finished < operations and time.monotonic() < deadline:
+            finished += tracking.track_outcomes(services).finished
+            time.sleep(0.5)
+    finally:
+        tracking.tracking_queue_reader = original
+    stages["track (outcome timer)"] = dict(counter.reset())
+    kusto["track (outcome timer)"] = _kusto_requests(before, stack.stats())
+    storage_total = sum(sum(stage.values()) for stage in stages.values())
+    status_polls = sum(count for route, count in kusto["track (outcome timer)"].items() if route.startswith("GET"))
+    submit_requests = sum(sum(stage.values()) for name, stage in kusto.items() if not name.startswith("track"))
+    for client in (plain.kusto, services.kusto):
+        client.close()
+    return {
+        "blobs": blobs,
+        "operations": operations,
+        "storageByStage": stages,
+        "kustoByStage": kusto,
+        "storagePerBlob": storage_total / blobs,
+        "kustoSubmitPerBlob": submit_requests / blobs,
+        "kustoStatusPollsPerBlob": status_polls / blobs,
+    }
+
+
+def _wait(condition: Any, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.5)
+
+
+# -- latency through the local host ----------------------------------------------------------------------
+
+
+def start_local_host(values: dict[str, str], work_dir: Path, name: str, extra_env: dict[str, str] | None = None) -> Service:
+    """`python -m devhost` with the example settings overridden by `values`, its log in `work_dir`.
+
+    The settings go in a file of their own (as `make run` writes local.settings.json) and none of them is
+    left in the environment, so a developer's own local.settings.json or variables cannot leak in.
+    """
+    example = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
+    settings_file = work_dir / f"{name}.settings.json"
+    settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": example | values}), encoding="utf-8")
+    env = {key: value for key, value in os.environ.items() if key not in example and key not in values}
+    with (work_dir / f"{name}.log").open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--script-root", str(ROOT), "--settings", str(settings_file)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: Service.kill() takes any child with it
+            env=env | (extra_env or {}),
+            cwd=ROOT,
+        )
+    return Service(name, process)
+
+
+def landing_to_accepted(stack: Stack, seconds: float, rate: float) -> dict[str, Any]:
+    """Upload `rate` blobs a second for `seconds` while the local host runs on its default schedule."""
+    stack.replace_emulator("emulator-latency")
+    prepare(stack)
+    values = stack.app_settings("latency")
+    plain = _services(values)
+    plain.blob_service.create_container(plain.settings.staging_container)
+    host = start_local_host(values, stack.work_dir, "devhost-latency")
+    landed: dict[str, tuple[str, datetime]] = {}
+    try:
+        # Blobs land only once the host runs: its start-up is not part of a blob's latency.
+        log_file = stack.work_dir / "devhost-latency.log"
+        _wait(lambda: "local host running" in log_file.read_text(errors="replace"), "the local host to start", 60)
+        total = int(seconds * rate)
+        started = time.monotonic()
+        for index in range(total):
+            time.sleep(max(0.0, started + index / rate - time.monotonic()))
+            name = f"{DATABASE}/{TABLE}/latency/part-{index:05d}.csv"
+            landed |= _upload_blobs(plain, [name], lambda n: f"{n},1\n".encode())
+        _wait(lambda: stack.stats()["blobs"]["succeeded"] >= total, "the local host to submit every latency blob", 120)
+    finally:
+        host.stop()
+        plain.kusto.close()
+    data_dir = stack.emulator.data_dir
+    stack.replace_emulator("emulator-after-latency")
+    prepare(stack)
+    accepted = _accepted_times(data_dir / "kusto.duckdb")
+    latencies = sorted((accepted[sid] - at).total_seconds() for sid, at in landed.values() if sid in accepted)
+    if len(latencies) != len(landed):
+        raise RuntimeError(f"{len(landed) - len(latencies)} of {len(landed)} latency blobs were never accepted")
+    return {
+        "blobs": len(latencies),
+        "p50Seconds": statistics.median(latencies),
+        "p99Seconds": latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))],
+        "maxSeconds": latencies[-1],
+        "schedule": "*/10 * * * * * (default)",
+    }
+
+
+def _accepted_times(database_file: Path) -> dict[str, datetime]:
+    """sourceId -> when the emulator accepted the operation carrying it (read from its stopped DuckDB file)."""
+    with duckdb.connect(str(database_file), read_only=True) as connection:
+        rows = connection.execute(
+            "SELECT blob.source_id, start_time FROM (SELECT unnest(blobs) AS blob, start_time FROM _emulator.operations)"
+        ).fetchall()
+    return {sid: start.replace(tzinfo=UTC) for sid, start in rows}
+
+
+# -- the official SDK path -------------------------------------------------------------------------------
+
+
+def sdk_queued_ingest(stack: Stack, count: int) -> dict[str, Any]:
+    """The same kind of blobs submitted one by one by azure-kusto-ingest's QueuedIngestClient (in .venv-sdk)."""
+    if not SDK_PYTHON.exists():
+        raise RuntimeError(f"{SDK_PYTHON} is missing: run 'make setup' to create the official SDK environment")
+    stack.set_faults(failBlobs=_FAIL_FAST)
+    container = "sdk-staging"
+    expiry = datetime.now(UTC) + timedelta(hours=2)
+    urls = []
+    for index in range(count):
+        name = f"{DATABASE}/{TABLE}/sdk/bench-{index:07d}.csv"
+        sas = generate_blob_sas(
+            AZURITE_ACCOUNT, container, name, account_key=AZURITE_KEY, permission=BlobSasPermissions(read=True), expiry=expiry
+        )
+        urls.append(f"{stack.azurite.blob_endpoint}/{container}/{name}?{sas}")
+    url_file = stack.work_dir / "sdk-urls.json"
+    url_file.write_text(json.dumps(urls), encoding="utf-8")
+    before = stack.stats()
+    child = subprocess.run(
+        [str(SDK_PYTHON), str(Path(__file__).parent / "sdk_ingest.py"), stack.emulator.url, DATABASE, TABLE, str(url_file)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"SDK run failed with code {child.returncode}:\n{child.stderr[-4000:]}")
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    kusto = _kusto_requests(before, stack.stats())
+    result["kustoRequests"] = kusto
+    result["blobsPerSecond"] = result["blobs"] / result["seconds"]
+    result["kustoPerBlob"] = sum(kusto.values()) / result["blobs"]
+    result["storagePerBlob"] = result["storageRequests"] / result["blobs"]
+    return result

@@ -1,0 +1,328 @@
+"""`python -m bench.soak` (`make soak`): many blobs, an unreliable Kusto and a host that crashes; nothing lost.
+
+The local host (`python -m devhost`, the real function_app.py) runs against Azurite and the emulator while
+blobs land. The emulator answers 30% of requests with 429 and 5% with 500, each after added latency, and
+the host is killed with SIGKILL at random moments and started again. A share of the blobs is malformed
+in several ways (a CSV row with the wrong number of fields, invalid JSON, an empty file, a name no route
+matches). Every well-formed file carries its blob id in a column, so at the end the rows per blob id in
+the emulator's DuckDB file tell exactly how often each blob was ingested.
+
+Checks (exit 1 when one fails): no well-formed blob lost, none ingested twice, every malformed blob
+alerted exactly once (from the local host's alert file), no alert about a well-formed blob, every queue
+drained. `tests/soak/test_soak.py` runs a small version of the same soak with the same checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from bench.scenarios import start_local_host
+from bench.stack import Stack, running_stack
+from devhost.processes import ROOT, Service
+
+DATABASE = "SoakDb"
+CSV_TABLE = "Events"
+JSON_TABLE = "JsonEvents"
+MALFORMED_KINDS = ("bad-fields", "bad-json", "empty", "unroutable")
+PREFIX = "soak"
+
+
+@dataclass(frozen=True)
+class SoakBlob:
+    name: str
+    body: bytes
+    kind: str  # "good" or one of MALFORMED_KINDS
+    blob_id: str
+    rows: int
+
+
+@dataclass
+class SoakConfig:
+    blobs: int = 10_000
+    malformed_share: float = 0.05
+    kills: int = 3
+    throttle_rate: float = 0.3
+    error_rate: float = 0.05
+    latency_ms: int = 50
+    seed: int | None = None
+    settle_timeout: float = 900.0
+    work_dir: Path | None = None
+
+
+@dataclass
+class SoakResult:
+    blobs: int
+    good: int
+    malformed: int
+    kills: list[float]
+    lost: list[str] = field(default_factory=list)
+    duplicated: dict[str, int] = field(default_factory=dict)
+    unalerted: list[str] = field(default_factory=list)
+    alerted_twice: dict[str, int] = field(default_factory=dict)
+    unexpected_alerts: list[dict[str, Any]] = field(default_factory=list)
+    queues_left: dict[str, int] = field(default_factory=dict)
+    alerts_by_code: dict[str, int] = field(default_factory=dict)
+    emulator_stats: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def failures(self) -> list[str]:
+        """One line per failed check (empty when every check passed)."""
+        problems = []
+        if self.lost:
+            problems.append(f"{len(self.lost)} well-formed blobs lost (no rows), e.g. {self.lost[:5]}")
+        if self.duplicated:
+            problems.append(
+                f"{len(self.duplicated)} blobs ingested more than once, e.g. {dict(list(self.duplicated.items())[:5])}"
+            )
+        if self.unalerted:
+            problems.append(f"{len(self.unalerted)} malformed blobs never alerted, e.g. {self.unalerted[:5]}")
+        if self.alerted_twice:
+            examples = dict(list(self.alerted_twice.items())[:5])
+            problems.append(f"{len(self.alerted_twice)} malformed blobs alerted more than once, e.g. {examples}")
+        if self.unexpected_alerts:
+            problems.append(f"{len(self.unexpected_alerts)} alerts about well-formed blobs, e.g. {self.unexpected_alerts[:3]}")
+        left = {name: count for name, count in self.queues_left.items() if count}
+        if left:
+            problems.append(f"queues not drained: {left}")
+        return problems
+
+    def summary(self) -> str:
+        checks = [
+            ("blobs (well-formed + malformed)", f"{self.blobs} ({self.good} + {self.malformed})", ""),
+            ("host killed with SIGKILL at", ", ".join(f"{moment:.1f} s" for moment in self.kills), ""),
+            ("ingested exactly once", f"{self.good - len(self.lost) - len(self.duplicated)} of {self.good}", f"{self.good}"),
+            ("duplicates", str(len(self.duplicated)), "0"),
+            ("lost", str(len(self.lost)), "0 (must)"),
+            (
+                "malformed alerted exactly once",
+                f"{self.malformed - len(self.unalerted) - len(self.alerted_twice)} of {self.malformed}",
+                f"{self.malformed}",
+            ),
+            ("alerts about well-formed blobs", str(len(self.unexpected_alerts)), "0"),
+            ("messages left in queues", str(sum(self.queues_left.values())), "0"),
+            ("alerts by error code", json.dumps(self.alerts_by_code, sort_keys=True), ""),
+            ("Kusto answers by status", json.dumps(self.emulator_stats.get("responsesByStatus", {}), sort_keys=True), ""),
+            ("wall time", f"{self.seconds:.0f} s", ""),
+        ]
+        width = max(len(name) for name, _, _ in checks)
+        lines = [f"{name.ljust(width)}  {value}" + (f"   (goal {goal})" if goal else "") for name, value, goal in checks]
+        return "\n".join(lines)
+
+
+def make_blobs(count: int, malformed_share: float) -> list[SoakBlob]:
+    """`count` blobs; every 1/malformed_share-th one malformed, the kinds taking turns."""
+    step = max(1, round(1 / malformed_share)) if malformed_share > 0 else count + 1
+    blobs = []
+    for index in range(count):
+        blob_id = f"b{index:06d}"
+        if index % step == step - 1:
+            kind = MALFORMED_KINDS[(index // step) % len(MALFORMED_KINDS)]
+            name, body = {
+                "bad-fields": (f"{DATABASE}/{CSV_TABLE}/bad-fields-{blob_id}.csv", f"{blob_id},1,x\n{blob_id},2\n".encode()),
+                "bad-json": (
+                    f"{DATABASE}/{JSON_TABLE}/bad-json-{blob_id}.json",
+                    b'{"blob_id": "' + blob_id.encode() + b'", "value": ',
+                ),
+                "empty": (f"{DATABASE}/{CSV_TABLE}/empty-{blob_id}.csv", b""),
+                "unroutable": (f"unroutable-{blob_id}.csv", f"{blob_id},1,x\n".encode()),
+            }[kind]
+            blobs.append(SoakBlob(name, body, kind, blob_id, 0))
+        else:
+            rows = 1 + index % 3
+            body = "".join(f"{blob_id},{row},v{row}\n" for row in range(rows)).encode()
+            blobs.append(SoakBlob(f"{DATABASE}/{CSV_TABLE}/good-{blob_id}.csv", body, "good", blob_id, rows))
+    return blobs
+
+
+def _upload(stack: Stack, container: str, blobs: list[SoakBlob]) -> None:
+    service = BlobServiceClient.from_connection_string(stack.azurite.connection_string)
+    client = service.get_container_client(container)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda blob: client.upload_blob(blob.name, blob.body, overwrite=True), blobs))
+
+
+def _queue_counts(stack: Stack, names: list[str]) -> dict[str, int]:
+    service = QueueServiceClient.from_connection_string(stack.azurite.connection_string)
+    existing = {queue.name for queue in service.list_queues()}
+    return {
+        name: service.get_queue_client(name).get_queue_properties().approximate_message_count if name in existing else 0
+        for name in names
+    }
+
+
+def _read_alerts(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _rows_by_blob(database_file: Path) -> Counter[str]:
+    with duckdb.connect(str(database_file), read_only=True) as connection:
+        query = f'SELECT c.blob_id, count(*) FROM "{DATABASE}"."{CSV_TABLE}" AS c GROUP BY 1'  # noqa: S608 - constant names
+        rows = connection.execute(query).fetchall()
+    return Counter({blob_id: count for blob_id, count in rows})
+
+
+def run_soak(config: SoakConfig, log: Any = print) -> SoakResult:
+    """Run one soak and return what it found; `log` gets progress lines."""
+    rng = random.Random(config.seed)
+    blobs = make_blobs(config.blobs, config.malformed_share)
+    good = [blob for blob in blobs if blob.kind == "good"]
+    malformed = [blob for blob in blobs if blob.kind != "good"]
+    work_dir = config.work_dir or Path(tempfile.mkdtemp(prefix="soak-"))
+    alerts_file = work_dir / "alerts.jsonl"
+    started = time.monotonic()
+    result = SoakResult(len(blobs), len(good), len(malformed), [])
+    with running_stack(work_dir) as stack:
+        stack.create_table(DATABASE, CSV_TABLE, "blob_id:string, row:long, value:string")
+        stack.create_table(DATABASE, JSON_TABLE, "blob_id:string, value:long")
+        values = stack.app_settings(
+            PREFIX,
+            SUBMIT_SCHEDULE="*/5 * * * * *",
+            TRACK_SCHEDULE="*/5 * * * * *",
+            TRACKING_POLL_INITIAL_SECONDS="2",
+            TRACKING_POLL_MAX_SECONDS="10",
+            PENDING_VISIBILITY_TIMEOUT_SECONDS="30",
+            DRAIN_TIME_BUDGET_SECONDS="20",
+        )
+        container = values["STAGING_CONTAINER"]
+        BlobServiceClient.from_connection_string(stack.azurite.connection_string).create_container(container)
+        stack.set_faults(
+            throttleRate=config.throttle_rate, errorRate=config.error_rate, latencyMs=config.latency_ms, retryAfterSeconds=1
+        )
+        extra_env = {"DEVHOST_ALERTS_FILE": str(alerts_file)}
+        host: Service = start_local_host(values, work_dir, "devhost-soak", extra_env)
+        uploader = threading.Thread(target=_upload, args=(stack, container, blobs), daemon=True)
+        uploader.start()
+        log(f"soak: {len(blobs)} blobs landing ({len(malformed)} malformed), faults on, {config.kills} kills ahead")
+        try:
+            for _ in range(config.kills):
+                time.sleep(rng.uniform(3.0, 12.0))
+                host.kill()
+                result.kills.append(time.monotonic() - started)
+                log(f"soak: host killed at {result.kills[-1]:.1f} s")
+                time.sleep(rng.uniform(0.2, 2.0))
+                host = start_local_host(values, work_dir, "devhost-soak", extra_env)
+            uploader.join()
+            log(f"soak: all blobs landed at {time.monotonic() - started:.0f} s; waiting for the pipeline to settle")
+            _wait_settled(stack, values, good, malformed, alerts_file, config.settle_timeout, log)
+        finally:
+            host.stop()
+        queue_names = [values["PENDING_QUEUE"], values["TRACKING_QUEUE"], values["FAILURES_QUEUE"]]
+        queue_names += [f"{name}-poison" for name in queue_names] + ["webjobs-blobtrigger-poison"]
+        result.queues_left = _queue_counts(stack, queue_names)
+        result.emulator_stats = stack.stats()
+        data_dir = stack.emulator.data_dir
+        stack.emulator.stop()
+        rows = _rows_by_blob(data_dir / "kusto.duckdb")
+    alerts = _read_alerts(alerts_file)
+    _check(result, good, malformed, rows, alerts)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _alerted_names(alerts: list[dict[str, Any]]) -> Counter[str]:
+    names: Counter[str] = Counter()
+    for alert in alerts:
+        name = alert.get("blobName") or (alert.get("blobPath") or "").split(f"{PREFIX}-staging/", 1)[-1]
+        names[name] += 1
+    return names
+
+
+def _wait_settled(
+    stack: Stack,
+    values: dict[str, str],
+    good: list[SoakBlob],
+    malformed: list[SoakBlob],
+    alerts_file: Path,
+    timeout: float,
+    log: Any,
+) -> None:
+    """Until every good blob has rows, every malformed one an alert and the app's queues are empty (or timeout)."""
+    expected_rows = sum(blob.rows for blob in good)
+    queues = [values["PENDING_QUEUE"], values["TRACKING_QUEUE"], values["FAILURES_QUEUE"]]
+    deadline = time.monotonic() + timeout
+    last_note = 0.0
+    while time.monotonic() < deadline:
+        rows = int(stack.query(DATABASE, f"{CSV_TABLE} | count")[0][0])
+        alerted = _alerted_names(_read_alerts(alerts_file))
+        missing_alerts = sum(1 for blob in malformed if not alerted[blob.name])
+        left = _queue_counts(stack, queues)
+        if rows >= expected_rows and not missing_alerts and not any(left.values()):
+            return
+        if time.monotonic() - last_note > 15:
+            log(f"soak: {rows}/{expected_rows} rows, {missing_alerts} malformed blobs not alerted yet, queues {left}")
+            last_note = time.monotonic()
+        time.sleep(2)
+    log(f"soak: gave up waiting after {timeout:.0f} s; checking what is there")
+
+
+def _check(
+    result: SoakResult, good: list[SoakBlob], malformed: list[SoakBlob], rows: Counter[str], alerts: list[dict[str, Any]]
+) -> None:
+    for blob in good:
+        count = rows.get(blob.blob_id, 0)
+        if count == 0:
+            result.lost.append(blob.name)
+        elif count != blob.rows:
+            result.duplicated[blob.name] = count // blob.rows if count % blob.rows == 0 else count
+    alerted = _alerted_names(alerts)
+    malformed_names = {blob.name for blob in malformed}
+    for blob in malformed:
+        if alerted[blob.name] == 0:
+            result.unalerted.append(blob.name)
+        elif alerted[blob.name] > 1:
+            result.alerted_twice[blob.name] = alerted[blob.name]
+    for alert in alerts:
+        name = _alerted_names([alert]).most_common(1)[0][0]
+        if name not in malformed_names:
+            result.unexpected_alerts.append({key: alert.get(key) for key in ("errorCode", "blobName", "origin", "details")})
+    result.alerts_by_code = dict(Counter(str(alert.get("errorCode")) for alert in alerts))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__.splitlines()[0])
+    parser.add_argument("--blobs", type=int, default=10_000)
+    parser.add_argument("--malformed-share", type=float, default=0.05)
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--seed", type=int, help="seed of the kill moments (default: random)")
+    parser.add_argument("--work-dir", type=Path, help="where logs and the alert file go (default: a new folder under .bench/)")
+    args = parser.parse_args(argv)
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="soak-", dir=_bench_dir()))
+    config = SoakConfig(
+        blobs=args.blobs, malformed_share=args.malformed_share, kills=args.kills, seed=args.seed, work_dir=work_dir
+    )
+    result = run_soak(config)
+    print()
+    print(result.summary())
+    problems = result.failures()
+    for problem in problems:
+        print(f"FAILED: {problem}")
+    print(f"logs and alert file: {work_dir}")
+    print("soak passed" if not problems else "soak FAILED")
+    return 1 if problems else 0
+
+
+def _bench_dir() -> Path:
+    path = ROOT / ".bench"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The local services a benchmark or the soak runs against, started the way the tests start them.
+
+Azurite and the Kusto emulator run as child processes on free ports (`devhost.processes`); every scenario
+gets its own container, queues and table names, so scenarios sharing one Azurite never see each other's
+messages. `Stack` also carries the little HTTP the benches need to steer the emulator: fault settings,
+counters, management commands.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
+
+NO_FAULTS = {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": []}
+
+
+def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
+    """One JSON call to the emulator (admin routes, management commands, queries)."""
+    data = None if body is None else json.dumps(body).encode()
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"not the local emulator: {url}")
+    request = urllib.request.Request(url + path, data=data, method=method, headers={"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - checked above: the emulator we started
+        text = response.read().decode()
+    return json.loads(text) if text else None
+
+
+@dataclass
+class Stack:
+    """Azurite plus one emulator; `start_emulator` replaces the emulator (a fresh DuckDB file per scenario)."""
+
+    azurite: Azurite
+    emulator: Emulator
+    work_dir: Path
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        return emulator_call(self.emulator.url, method, path, body)
+
+    def query(self, database: str, kql: str, attempts: int = 20) -> list[list[Any]]:
+        """Rows of a KQL query; injected 429s and 500s (the soak's faults hit queries too) are asked again."""
+        for _ in range(attempts - 1):
+            try:
+                return self.call("POST", "/v1/rest/query", {"db": database, "csl": kql})["Tables"][0]["Rows"]
+            except urllib.error.HTTPError as error:
+                if error.code not in (429, 500):
+                    raise
+                time.sleep(0.2)
+        return self.call("POST", "/v1/rest/query", {"db": database, "csl": kql})["Tables"][0]["Rows"]
+
+    def set_faults(self, **faults: Any) -> None:
+        self.call("PUT", "/admin/faults", {**NO_FAULTS, **faults})
+
+    def stats(self) -> dict[str, Any]:
+        return self.call("GET", "/admin/stats")
+
+    def mgmt(self, database: str, command: str) -> Any:
+        return self.call("POST", "/v1/rest/mgmt", {"db": database, "csl": command})
+
+    def create_table(self, database: str, table: str, schema: str) -> None:
+        self.mgmt(database, f".create table {table} ({schema})")
+
+    def app_settings(self, prefix: str, **overrides: str) -> dict[str, str]:
+        """App settings for one scenario: its own container and queues, the emulator without a token."""
+        return {
+            "AzureWebJobsStorage": self.azurite.connection_string,
+            "StagingStorage": self.azurite.connection_string,
+            "KUSTO_INGEST_URI": self.emulator.url,
+            "KUSTO_CREDENTIAL": "none",
+            "BLOB_ACCESS": "account_key_sas",
+            "STAGING_CONTAINER": f"{prefix}-staging",
+            "PENDING_QUEUE": f"{prefix}-pending",
+            "FAILURES_QUEUE": f"{prefix}-failures",
+            "TRACKING_QUEUE": f"{prefix}-tracking",
+            "ALERT_STATE_CONTAINER": f"{prefix}-state",
+            **overrides,
+        }
+
+    def replace_emulator(self, name: str, extra_args: list[str] | None = None) -> Emulator:
+        """Stop the current emulator and start a new one with its own data folder."""
+        self.emulator.stop()
+        self.emulator = _emulator(self.azurite, self.work_dir / name, extra_args)
+        return self.emulator
+
+
+def _emulator(azurite: Azurite, data_dir: Path, extra_args: list[str] | None) -> Emulator:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return start_emulator(
+        azurite.connection_string,
+        data_dir,
+        extra_args=["--auto-create-databases", "--log-level", "WARNING", *(extra_args or [])],
+        log_path=data_dir / "emulator.log",
+    )
+
+
+@contextmanager
+def running_stack(work_dir: Path, emulator_args: list[str] | None = None) -> Iterator[Stack]:
+    """Start Azurite (in memory: nothing to clean up) and an emulator; stop both however the block ends."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    azurite = start_azurite(work_dir / "azurite", log_path=work_dir / "azurite.log", in_memory=True)
+    stack: Stack | None = None
+    try:
+        stack = Stack(azurite, _emulator(azurite, work_dir / "emulator", emulator_args), work_dir)
+        yield stack
+    finally:
+        if stack is not None:
+            stack.emulator.stop()
+        azurite.stop()

@@ -27,7 +27,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 $(SDK_STAMP): requirements-sdk.txt
 	$(PYTHON) -m venv $(SDK_VENV)
-	$(SDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sdk.txt pytest
+	$(SDK_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-sdk.txt
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json

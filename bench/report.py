@@ -35,6 +35,9 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 f"{ours['blobsPerSecond']:.0f} blobs/s at 0 ms",
             ),
         ]
+        missing = sum(run.get("notReceived", 0) for run in (ours, base, slow))
+        if missing:
+            rows.append(_row("  pending messages Azurite never handed out", str(missing), "0", "setup, not the drain"))
     cost = results.get("requests")
     if cost:
         rows += [

@@ -75,6 +75,7 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
         prefix,
     )
     stack.set_faults(latencyMs=latency_ms, failBlobs=_FAIL_FAST)
+    stack.wait_until_idle()
     before = stack.stats()
     child = subprocess.run(
         [sys.executable, "-m", "bench.drain_child", mode],

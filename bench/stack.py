@@ -62,6 +62,22 @@ class Stack:
     def stats(self) -> dict[str, Any]:
         return self.call("GET", "/admin/stats")
 
+    def wait_until_idle(self, quiet_seconds: float = 2.0, timeout: float = 600.0) -> None:
+        """Wait until the emulator has finished ingesting what earlier scenarios submitted.
+
+        Its background ingestion shares its DuckDB writer with the POST handler: measuring while a backlog
+        is still being written would charge the emulator's catch-up to the scenario that follows.
+        """
+        deadline = time.monotonic() + timeout
+        last, quiet_since = None, time.monotonic()
+        while time.monotonic() < deadline:
+            blobs = self.stats()["blobs"]
+            if blobs != last:
+                last, quiet_since = blobs, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_seconds:
+                return
+            time.sleep(0.25)
+
     def mgmt(self, database: str, command: str) -> Any:
         return self.call("POST", "/v1/rest/mgmt", {"db": database, "csl": command})
 

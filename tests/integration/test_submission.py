@@ -8,7 +8,7 @@ import json
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,17 +128,31 @@ def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides
 
 
 @pytest.fixture
-def pipeline(azurite: Azurite, emulator: Emulator, unique_name: str) -> Iterator[Pipeline]:
-    services = make_services(azurite, emulator, unique_name)
-    table = f"T{unique_name}"
-    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
-    yield Pipeline(services, emulator, table)
+def make_pipeline(azurite: Azurite, emulator: Emulator, unique_name: str) -> Iterator[Callable[..., Pipeline]]:
+    """One test's pipeline with setting overrides (PENDING_MAX_DEQUEUE_COUNT="1", ...); removed afterwards."""
+    made: list[Services] = []
+
+    def make(**overrides: str) -> Pipeline:
+        services = make_services(azurite, emulator, unique_name, **overrides)
+        made.append(services)
+        table = f"T{unique_name}"
+        mgmt = {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"}
+        emulator_call(emulator, "POST", "/v1/rest/mgmt", mgmt)
+        return Pipeline(services, emulator, table)
+
+    yield make
     emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": []})
-    services.blob_service.delete_container(services.settings.staging_container)
-    for queue in services.queues:
-        with contextlib.suppress(Exception):
-            queue.delete_queue()
-    services.kusto.close()
+    for services in made:
+        services.blob_service.delete_container(services.settings.staging_container)
+        for queue in services.queues:
+            with contextlib.suppress(Exception):
+                queue.delete_queue()
+        services.kusto.close()
+
+
+@pytest.fixture
+def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
+    return make_pipeline()
 
 
 def test_pending_blobs_are_submitted_in_chunks_and_their_rows_land(pipeline: Pipeline) -> None:
@@ -188,62 +202,42 @@ def test_throttled_blobs_reappear_and_are_later_ingested_once_each(pipeline: Pip
     assert pipeline.pending_left() == 0
 
 
-def test_throttling_for_more_runs_than_the_poison_limit_never_poisons_a_good_blob(
-    azurite: Azurite, emulator: Emulator, unique_name: str
-) -> None:
-    services = make_services(azurite, emulator, unique_name, PENDING_MAX_DEQUEUE_COUNT="1")
-    table = f"T{unique_name}"
-    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
-    pipeline = Pipeline(services, emulator, table)
-    try:
-        pipeline.stage("busy.csv")
-        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
-        for _ in range(3):
-            wait_for(services.pending_queue.peek_messages, "the deferred message to become visible")
-            report = submit_pending_blobs(services)
-            assert (report.deferred, report.poisoned) == (1, 0)
-        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+def test_throttling_for_more_runs_than_the_poison_limit_never_poisons_a_good_blob(make_pipeline: Callable[..., Pipeline]) -> None:
+    pipeline = make_pipeline(PENDING_MAX_DEQUEUE_COUNT="1")
+    services, table, emulator = pipeline.services, pipeline.table, pipeline.emulator
+    pipeline.stage("busy.csv")
+    emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+    for _ in range(3):
         wait_for(services.pending_queue.peek_messages, "the deferred message to become visible")
-        assert submit_pending_blobs(services).submitted == 1
-        assert services.pending_poison_queue.peek_messages() == []
-        assert pipeline.failures() == []
-        wait_for(lambda: row_count(emulator, table) == 2, "2 rows")
-    finally:
-        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
-        services.blob_service.delete_container(services.settings.staging_container)
-        for queue in services.queues:
-            queue.delete_queue()
-
-
-def test_a_blob_kusto_keeps_deferring_past_its_max_age_alerts_once_as_timed_out(
-    azurite: Azurite, emulator: Emulator, unique_name: str
-) -> None:
-    services = make_services(azurite, emulator, unique_name, PENDING_MAX_AGE_SECONDS="60")
-    table = f"T{unique_name}"
-    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
-    pipeline = Pipeline(services, emulator, table)
-    try:
-        blob = services.blob_service.get_blob_client(services.settings.staging_container, f"{DATABASE}/{table}/old.csv")
-        etag = blob.upload_blob(b"a,1\n", overwrite=True)["etag"]
-        stale = pipeline.pending(blob, etag, 4) | {"recordedAt": "2020-01-01T00:00:00Z"}
-        services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, stale))
-        pipeline.stage("fresh.csv")
-        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
         report = submit_pending_blobs(services)
-        assert (report.timed_out, report.deferred) == (1, 1)
-        [failure] = pipeline.failures()
-        assert (failure["ErrorCode"], failure["FailureStatus"], failure["BlobName"]) == (
-            "Submission_TimedOut",
-            "Exhausted",
-            f"{DATABASE}/{table}/old.csv",
-        )
-        assert "PENDING_MAX_AGE_SECONDS=60" in failure["Details"]
-        assert pipeline.pending_left() == 1, "only the fresh blob is kept for a later run"
-    finally:
-        emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
-        services.blob_service.delete_container(services.settings.staging_container)
-        for queue in services.queues:
-            queue.delete_queue()
+        assert (report.deferred, report.poisoned) == (1, 0)
+    emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0})
+    wait_for(services.pending_queue.peek_messages, "the deferred message to become visible")
+    assert submit_pending_blobs(services).submitted == 1
+    assert services.pending_poison_queue.peek_messages() == []
+    assert pipeline.failures() == []
+    wait_for(lambda: row_count(emulator, table) == 2, "2 rows")
+
+
+def test_a_blob_kusto_keeps_deferring_past_its_max_age_alerts_once_as_timed_out(make_pipeline: Callable[..., Pipeline]) -> None:
+    pipeline = make_pipeline(PENDING_MAX_AGE_SECONDS="60")
+    services, table, emulator = pipeline.services, pipeline.table, pipeline.emulator
+    blob = services.blob_service.get_blob_client(services.settings.staging_container, f"{DATABASE}/{table}/old.csv")
+    etag = blob.upload_blob(b"a,1\n", overwrite=True)["etag"]
+    stale = pipeline.pending(blob, etag, 4) | {"recordedAt": "2020-01-01T00:00:00Z"}
+    services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, stale))
+    pipeline.stage("fresh.csv")
+    emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+    report = submit_pending_blobs(services)
+    assert (report.timed_out, report.deferred) == (1, 1)
+    [failure] = pipeline.failures()
+    assert (failure["ErrorCode"], failure["FailureStatus"], failure["BlobName"]) == (
+        "Submission_TimedOut",
+        "Exhausted",
+        f"{DATABASE}/{table}/old.csv",
+    )
+    assert "PENDING_MAX_AGE_SECONDS=60" in failure["Details"]
+    assert pipeline.pending_left() == 1, "only the fresh blob is kept for a later run"
 
 
 def test_a_permanent_rejection_gives_exactly_one_notification_per_blob(pipeline: Pipeline) -> None:
@@ -264,36 +258,29 @@ def test_a_permanent_rejection_gives_exactly_one_notification_per_blob(pipeline:
 
 
 def test_a_message_read_too_often_moves_to_the_poison_queue_and_the_watcher_alerts_once(
-    azurite: Azurite, emulator: Emulator, unique_name: str
+    make_pipeline: Callable[..., Pipeline],
 ) -> None:
-    services = make_services(azurite, emulator, unique_name, PENDING_MAX_DEQUEUE_COUNT="1")
-    table = f"T{unique_name}"
-    emulator_call(emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
-    pipeline = Pipeline(services, emulator, table)
-    try:
-        pipeline.stage("stuck.csv")
-        # A run that died mid-way: the message was read once and never settled.
-        [first_read] = services.pending_queue.receive_messages(visibility_timeout=1)
-        raw = decode_message(first_read.content)
-        wait_for(services.pending_queue.peek_messages, "the message to become visible again")
-        report = submit_pending_blobs(services)
-        assert (report.poisoned, report.submitted) == (1, 0)
-        assert [m.content for m in services.pending_poison_queue.peek_messages(max_messages=32)] == [raw]
-        assert pipeline.failures() == [], "the submission timer only moves it; the poison watcher alerts"
-        assert pipeline.pending_left() == 0
-        assert watch_poison_queues(services) == 1
-        [failure] = pipeline.failures()
-        assert (failure["ErrorCode"], failure["Origin"], failure["FailureStatus"]) == (
-            "Poison_PendingQueue",
-            "poison",
-            "Exhausted",
-        )
-        assert failure["BlobName"] == f"{DATABASE}/{table}/stuck.csv"
-        assert watch_poison_queues(services) == 0, "one alert per poisoned message"
-    finally:
-        services.blob_service.delete_container(services.settings.staging_container)
-        for queue in services.queues:
-            queue.delete_queue()
+    pipeline = make_pipeline(PENDING_MAX_DEQUEUE_COUNT="1")
+    services, table = pipeline.services, pipeline.table
+    pipeline.stage("stuck.csv")
+    # A run that died mid-way: the message was read once and never settled.
+    [first_read] = services.pending_queue.receive_messages(visibility_timeout=1)
+    raw = decode_message(first_read.content)
+    wait_for(services.pending_queue.peek_messages, "the message to become visible again")
+    report = submit_pending_blobs(services)
+    assert (report.poisoned, report.submitted) == (1, 0)
+    assert [m.content for m in services.pending_poison_queue.peek_messages(max_messages=32)] == [raw]
+    assert pipeline.failures() == [], "the submission timer only moves it; the poison watcher alerts"
+    assert pipeline.pending_left() == 0
+    assert watch_poison_queues(services) == 1
+    [failure] = pipeline.failures()
+    assert (failure["ErrorCode"], failure["Origin"], failure["FailureStatus"]) == (
+        "Poison_PendingQueue",
+        "poison",
+        "Exhausted",
+    )
+    assert failure["BlobName"] == f"{DATABASE}/{table}/stuck.csv"
+    assert watch_poison_queues(services) == 0, "one alert per poisoned message"
 
 
 @pytest.mark.parametrize(

@@ -54,8 +54,9 @@ upload: $(STAMP)
 	@test -n "$(FILE)" -a -n "$(TO)" || (echo "usage: make upload FILE=path TO=db/table/"; exit 2)
 	$(PY) -m devhost.upload "$(FILE)" "$(TO)"
 
+# Two workers: most tests wait on Azurite, the emulator or a timer, so two run side by side on two cores.
 test: setup lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # Measurements, not tests: prints a table (each figure beside its goal and baseline), writes .bench/.
 # Full-size resource check: .venv/bin/python -m bench --resource-sizes 1000,100000

@@ -22,12 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import emulator_speed, scenarios
 from bench.report import format_table, table_rows, write_outputs
 from bench.stack import running_stack
 from devhost.processes import ROOT
 
-SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency")
+SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency", "emulator")
 
 
 def _sizes(text: str) -> list[int]:
@@ -47,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sdk-blobs", type=int, default=500, help="blobs submitted one by one with QueuedIngestClient")
     parser.add_argument("--sweep-size", type=int, default=1000, help="pending blobs per point of the concurrency chart")
+    parser.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the emulator's CSV ingestion run")
+    parser.add_argument("--posts", type=int, default=3000, help="POSTs of 20 blobs in the emulator's request-rate run")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench", help="where results.json and concurrency.png go")
     return parser.parse_args(argv)
@@ -119,6 +121,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "baseline": base["blobsPerSecond"],
                     }
                 )
+        if "emulator" in sections:
+            step(f"emulator: one CSV blob of {args.csv_rows} rows, then {args.posts} POSTs of 20 blobs")
+            results["emulator"] = {
+                "csv": emulator_speed.csv_ingestion(stack, args.csv_rows),
+                "posts": emulator_speed.post_rate(stack, args.posts, scenarios.FAIL_FAST),
+            }
         if "latency" in sections:
             step(f"latency: {args.latency_rate:g} blobs/s for {args.latency_seconds:g} s through the local host")
             results["latency"] = scenarios.landing_to_accepted(stack, args.latency_seconds, args.latency_rate)

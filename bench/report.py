@@ -45,6 +45,18 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             _row("Kusto requests per blob, submission", f"{cost['kustoSubmitPerBlob']:.3f}", "<= 0.05", ""),
             _row("Kusto requests per blob, status polls", f"{cost['kustoStatusPollsPerBlob']:.3f}", "(tracking)", ""),
         ]
+    speed = results.get("emulator")
+    if speed:
+        csv, posts = speed["csv"], speed["posts"]
+        rows += [
+            _row(f"emulator: CSV rows/s ({csv['rows']:,} rows, POST to Succeeded)", f"{csv['rowsPerSecond']:,.0f}", ">= 500,000"),
+            _row(
+                "emulator: POSTs of 20 blobs per second",
+                f"{posts['requestsPerSecond']:.0f}",
+                ">= 500",
+                "load client on the same 2 cores",
+            ),
+        ]
     latency = results.get("latency")
     if latency:
         rows += [

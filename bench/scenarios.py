@@ -37,7 +37,7 @@ DATABASE = "BenchDb"
 TABLE = "Events"
 TABLE_SCHEMA = "name:string, value:long"
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
-_FAIL_FAST = [{"pattern": FAIL_FAST_PATTERN, "errorCode": "BadRequest_BenchFailFast"}]
+FAIL_FAST = [{"pattern": FAIL_FAST_PATTERN, "errorCode": "BadRequest_BenchFailFast"}]
 
 
 def prepare(stack: Stack) -> None:
@@ -74,7 +74,7 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
         count,
         prefix,
     )
-    stack.set_faults(latencyMs=latency_ms, failBlobs=_FAIL_FAST)
+    stack.set_faults(latencyMs=latency_ms, failBlobs=FAIL_FAST)
     stack.wait_until_idle()
     before = stack.stats()
     child = subprocess.run(
@@ -269,7 +269,7 @@ def sdk_queued_ingest(stack: Stack, count: int) -> dict[str, Any]:
     """The same kind of blobs submitted one by one by azure-kusto-ingest's QueuedIngestClient (in .venv-sdk)."""
     if not SDK_PYTHON.exists():
         raise RuntimeError(f"{SDK_PYTHON} is missing: run 'make setup' to create the official SDK environment")
-    stack.set_faults(failBlobs=_FAIL_FAST)
+    stack.set_faults(failBlobs=FAIL_FAST)
     container = "sdk-staging"
     expiry = datetime.now(UTC) + timedelta(hours=2)
     urls = []

@@ -21,20 +21,13 @@ from shared import schemas
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
 from shared.redaction import plain_blob_url
-from shared.services import Services, build_services, ensure_queues
-from shared.settings import load_settings
+from shared.services import Services
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
+from tests.integration import outcome_helpers
+from tests.integration.outcome_helpers import emulator_call
 
 DATABASE = "SubmitDb"
-
-
-def emulator_call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else None
 
 
 def row_count(emulator: Emulator, table: str) -> int:
@@ -107,24 +100,9 @@ class Pipeline:
 
 
 def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
-    values = {
-        "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": emulator.url,
-        "KUSTO_CREDENTIAL": "none",
-        "BLOB_ACCESS": "account_key_sas",
-        "STAGING_CONTAINER": f"{prefix}-staging",
-        "PENDING_QUEUE": f"{prefix}-pending",
-        "FAILURES_QUEUE": f"{prefix}-failures",
-        "TRACKING_QUEUE": f"{prefix}-tracking",
-        "PENDING_VISIBILITY_TIMEOUT_SECONDS": "5",
-        "DRAIN_TIME_BUDGET_SECONDS": "30",
-        "SUBMIT_CONCURRENCY": "4",
-        **overrides,
-    }
-    services = build_services(load_settings(values))
-    ensure_queues(services)
-    services.blob_service.create_container(services.settings.staging_container)
-    return services
+    """The integration tests' services, with a short visibility and budget so deferred blobs return within a test."""
+    settings = {"PENDING_VISIBILITY_TIMEOUT_SECONDS": "5", "DRAIN_TIME_BUDGET_SECONDS": "30", "SUBMIT_CONCURRENCY": "4"}
+    return outcome_helpers.make_services(azurite, emulator, prefix, **(settings | overrides))
 
 
 @pytest.fixture

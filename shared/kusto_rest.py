@@ -33,7 +33,7 @@ from azure.core.pipeline.policies import (
     RetryPolicy,
     UserAgentPolicy,
 )
-from azure.core.pipeline.transport import HttpTransport, RequestsTransport
+from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest, HttpResponse
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
@@ -43,6 +43,7 @@ from shared.names import InvalidNameError, check_entity_name, quote_path_segment
 from shared.notifications import utc_now_iso
 from shared.redaction import plain_blob_url, redact
 from shared.settings import Settings, is_loopback_url
+from shared.transport import EnvironmentOnceTransport
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,7 @@ def kusto_pipeline(
     return PipelineClient(
         base_url=settings.kusto_ingest_uri,
         policies=[policy for policy in policies if policy is not None],
-        transport=transport or RequestsTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
+        transport=transport or EnvironmentOnceTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout),
     )
 
 

@@ -39,6 +39,7 @@ from shared.kusto_rest import BlobSource
 from shared.notifications import utc_now_iso
 from shared.redaction import REDACTED, plain_blob_url, redact
 from shared.settings import Settings, SettingsError
+from shared.transport import storage_transport
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ def ingestion_queue_client(queue_url: str) -> QueueClient:
         queue_url,
         message_encode_policy=TextBase64EncodePolicy(),
         retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
+        transport=storage_transport(),
     )
 
 

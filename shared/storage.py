@@ -2,7 +2,8 @@
 
 The staging connection is either a connection string (local Azurite) or service URIs plus an identity (Azure),
 exactly as the Functions host reads the `StagingStorage` connection for the triggers, so the app's own
-clients and the host's triggers always talk to the same account.
+clients and the host's triggers always talk to the same account. Each client sends through its own
+`shared.transport.storage_transport()`, which reads the proxy environment once instead of per request.
 
 Every queue message is base64 text, because that is what the queue trigger expects by default
 (host.json `messageEncoding: base64`) while azure-storage-queue sends plain text unless told otherwise.
@@ -21,6 +22,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from shared.settings import StorageConnection
+from shared.transport import storage_transport
 
 logger = logging.getLogger(__name__)
 
@@ -44,8 +46,8 @@ def staging_credential(connection: StorageConnection) -> TokenCredential | None:
 def blob_service_client(connection: StorageConnection, credential: TokenCredential | None = None) -> BlobServiceClient:
     """A blob service client for the staging account."""
     if connection.connection_string:
-        return BlobServiceClient.from_connection_string(connection.connection_string)
-    return BlobServiceClient(connection.blob_endpoint(), credential=credential)
+        return BlobServiceClient.from_connection_string(connection.connection_string, transport=storage_transport())
+    return BlobServiceClient(connection.blob_endpoint(), credential=credential, transport=storage_transport())
 
 
 def queue_client(
@@ -56,13 +58,14 @@ def queue_client(
     A reader that must survive a foreign message (plain text written by hand, say) reads raw and decodes
     each message with `decode_message`: the SDK's decode policy would fail the whole page instead.
     """
-    policies = {
+    options = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy() if decode else None,
+        "transport": storage_transport(),
     }
     if connection.connection_string:
-        return QueueClient.from_connection_string(connection.connection_string, queue_name, **policies)
-    return QueueClient(connection.queue_service_uri or "", queue_name, credential=credential, **policies)
+        return QueueClient.from_connection_string(connection.connection_string, queue_name, **options)
+    return QueueClient(connection.queue_service_uri or "", queue_name, credential=credential, **options)
 
 
 def decode_message(content: str) -> str:

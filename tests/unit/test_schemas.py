@@ -144,3 +144,27 @@ def test_alert_schema_refuses(overrides: dict[str, Any], path: str) -> None:
     with pytest.raises(schemas.MessageError) as caught:
         schemas.validate(schemas.ALERT, alert_dimensions(**overrides))
     assert caught.value.path == path
+
+
+PENDING_CASES = [
+    pending(),
+    pending(database="Bad!"),
+    pending(table=""),
+    pending(properties={"format": "xml"}),
+    pending(properties={"format": "csv", "tags": ["", "b"]}),
+    pending(properties={"format": "csv", "unknown": 1}),
+    pending(properties="csv"),
+    pending(sourceId="not-a-uuid", database="Bad!"),
+]
+
+
+@pytest.mark.parametrize("message", PENDING_CASES)
+def test_the_validator_with_definitions_inlined_judges_like_the_schema_file(message: dict[str, Any]) -> None:
+    document = json.loads((schemas.SCHEMA_DIR / schemas.PENDING_BLOB).read_text(encoding="utf-8"))
+    as_written = Draft202012Validator(document, registry=schemas._registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+    def problems(validator: Draft202012Validator) -> list[tuple[str, str]]:
+        return sorted((error.json_path, error.message) for error in validator.iter_errors(message))
+
+    assert problems(schemas.validator(schemas.PENDING_BLOB)) == problems(as_written)
+    assert "#/$defs/" not in json.dumps(schemas.validator(schemas.PENDING_BLOB).schema["properties"])

@@ -5,8 +5,10 @@
 * `submit_pending`: every SUBMIT_SCHEDULE tick, drain the pending queue into Kusto.
 * `track_outcomes`: every TRACK_SCHEDULE tick, poll the status of accepted operations (and, in queue mode,
   relay Kusto's failure queue).
-* `alert_on_failure`: every failure notification becomes one alert (log record, then the webhook).
-* `housekeeping`: every HOUSEKEEPING_SCHEDULE tick, alert on poison-queue messages and send due digests.
+* `alert_on_failure`: every failure notification becomes one alert (log record, then the webhook); a repeat
+  of a failure already alerted is dropped.
+* `housekeeping`: every HOUSEKEEPING_SCHEDULE tick, alert on poison-queue messages, send due digests and
+  delete expired state.
 
 Container, schedule and queue names are `%SETTING%` binding expressions, resolved by the host from the
 same app settings `shared.settings` reads. The blob trigger's `source` cannot be an expression, so it is
@@ -23,12 +25,11 @@ import logging
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_types
 
-from shared.alerts import raise_alert
-from shared.poison import watch_poison_queues
+from shared.housekeeping import housekeep
 from shared.recorder import record_blob
 from shared.services import get_services
 from shared.settings import STAGING_CONNECTION, load_settings
-from shared.sinks import deliver, flush_digests
+from shared.sinks import alert_once
 from shared.submission import submit_pending_blobs
 from shared.tracking import track_outcomes as track_accepted_operations
 
@@ -65,20 +66,15 @@ def track_outcomes(timer: func.TimerRequest) -> None:
 @app.function_name("alert_on_failure")
 @app.queue_trigger(arg_name="message", queue_name="%FAILURES_QUEUE%", connection=STAGING_CONNECTION)
 def alert_on_failure(message: func.QueueMessage) -> None:
-    services = get_services()
-    alert = raise_alert(
+    alert_once(
         message.get_body().decode("utf-8", errors="replace"),
-        services,
-        queue_name=services.settings.failures_queue,
+        get_services(),
         message_id=message.id or "",
         dequeue_count=message.dequeue_count or 0,
     )
-    deliver(alert, services)
 
 
 @app.function_name("housekeeping")
 @app.timer_trigger(arg_name="timer", schedule="%HOUSEKEEPING_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def housekeeping(timer: func.TimerRequest) -> None:
-    services = get_services()
-    watch_poison_queues(services)
-    flush_digests(services)
+    housekeep(get_services())

@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--pending", type=int, default=2000, help="pending blobs of the throughput runs (default 2000)")
     parser.add_argument(
+        "--rounds", type=int, default=3, help="throughput rounds (baseline, ours, 150 ms; each on a fresh stack; default 3)"
+    )
+    parser.add_argument(
         "--cost-blobs", type=int, default=200, help="real blobs recorded, drained and tracked with counting clients"
     )
     parser.add_argument("--latency-seconds", type=float, default=45, help="how long blobs keep landing in the latency run")
@@ -68,6 +71,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def throughput_round(work_dir: Path, index: int, pending: int) -> dict[str, Any]:
+    """The three throughput drains of one round, each on its own fresh Azurite and emulator.
+
+    Odd rounds run them in the opposite order, so a load that drifts during the run (other work on the
+    machine) does not always favour the same scenario; ratios are taken within a round.
+    """
+    plan = [("baseline", "baseline", 0), ("ours", "ours", 0), ("latency150", "ours", 150)]
+    if index % 2:
+        plan.reverse()
+    return {
+        key: scenarios.fresh_drain(work_dir, f"tp{index}-{key}", pending, mode, latency_ms=latency) for key, mode, latency in plan
+    }
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sections = {section.strip() for section in args.only.split(",") if section.strip()}
     unknown = sections - set(SECTIONS)
@@ -83,21 +100,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with running_stack(work_dir) as stack:
         scenarios.prepare(stack)
         if "throughput" in sections:
-            step(f"throughput: baseline, ours, ours with 150 ms latency ({args.pending} pending each)")
-            results["throughput"] = {
-                "baseline": scenarios.drain(stack, "tp-base", args.pending, "baseline"),
-                "ours": scenarios.drain(stack, "tp-ours", args.pending, "ours"),
-                "latency150": scenarios.drain(stack, "tp-slow", args.pending, "ours", latency_ms=150),
-            }
+            results["throughput"] = {"rounds": []}
+            for index in range(args.rounds):
+                step(f"throughput round {index + 1}/{args.rounds}: baseline, ours, ours at 150 ms ({args.pending} pending each)")
+                results["throughput"]["rounds"].append(throughput_round(work_dir, index, args.pending))
+            results["throughput"]["summary"] = scenarios.summarise_throughput(results["throughput"]["rounds"])
         if "requests" in sections or "sdk" in sections:
             step(f"requests per blob: record, drain and track {args.cost_blobs} real blobs with counting clients")
             results["requests"] = scenarios.requests_per_blob(stack, args.cost_blobs)
         if "resources" in sections:
             results["resources"] = []
             for size in args.resource_sizes:
-                step(f"CPU and peak memory: drain of {size}")
-                ours = scenarios.drain(stack, f"res-{size}", size, "ours")
-                base = scenarios.drain(stack, f"res-base-{size}", size, "baseline")
+                step(f"CPU and peak memory: drain of {size}, then its baseline (each on a fresh stack)")
+                ours = scenarios.fresh_drain(work_dir, f"res-{size}", size, "ours")
+                base = scenarios.fresh_drain(work_dir, f"res-base-{size}", size, "baseline")
                 results["resources"].append(ours | {"baselineCpuMsPerBlob": base["cpuMsPerBlob"]})
         if "sdk" in sections:
             step(f"official SDK: QueuedIngestClient, {args.sdk_blobs} blobs one by one, and ours on the same count")
@@ -111,8 +127,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["concurrency"] = []
             for level in (1, 2, 4, 8, 16):
                 step(f"concurrency sweep: SUBMIT_CONCURRENCY={level}, {args.sweep_size} pending")
-                ours = scenarios.drain(stack, f"cc-{level}", args.sweep_size, "ours", concurrency=level)
-                base = scenarios.drain(stack, f"cc-base-{level}", args.sweep_size, "baseline", concurrency=level)
+                ours = scenarios.fresh_drain(work_dir, f"cc-{level}", args.sweep_size, "ours", concurrency=level)
+                base = scenarios.fresh_drain(work_dir, f"cc-base-{level}", args.sweep_size, "baseline", concurrency=level)
                 results["concurrency"].append(
                     {
                         "concurrency": level,
@@ -130,6 +146,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "latency" in sections:
             step(f"latency: {args.latency_rate:g} blobs/s for {args.latency_seconds:g} s through the local host")
             results["latency"] = scenarios.landing_to_accepted(stack, args.latency_seconds, args.latency_rate)
+    drains_of_ours = [run["ours"] for run in results.get("throughput", {}).get("rounds", [])] + results.get("resources", [])
+    if drains_of_ours:
+        results["kustoPerBlob"] = scenarios.largest_drain_kusto(drains_of_ours)
     # Kept when a step failed: the service and local host logs are in it.
     shutil.rmtree(work_dir, ignore_errors=True)
     results["wallSeconds"] = time.monotonic() - started

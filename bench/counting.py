@@ -13,13 +13,15 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.pipeline.transport import RequestsTransport
 from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from shared.alert_markers import AlertMarkers
 from shared.blob_access import BlobAccess
 from shared.services import Services, build_services
 from shared.settings import Settings
+from shared.submission_ledger import SubmissionLedger
+from shared.transport import STORAGE_CONNECTION_TIMEOUT, STORAGE_DATA_BLOCK_SIZE, STORAGE_READ_TIMEOUT, EnvironmentOnceTransport
 
 
 class RequestCounter:
@@ -56,11 +58,15 @@ def request_kind(method: str, url: str) -> str:
     return f"{method} {'/'.join(segments) or '/'}?{query.split('&')[0]}"
 
 
-class CountingTransport(RequestsTransport):
-    """A RequestsTransport that tallies each request it sends."""
+class CountingTransport(EnvironmentOnceTransport):
+    """The app's storage transport (`shared.transport.storage_transport`), tallying each request it sends."""
 
-    def __init__(self, counter: RequestCounter, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(self, counter: RequestCounter) -> None:
+        super().__init__(
+            connection_timeout=STORAGE_CONNECTION_TIMEOUT,
+            read_timeout=STORAGE_READ_TIMEOUT,
+            connection_data_block_size=STORAGE_DATA_BLOCK_SIZE,
+        )
         self._counter = counter
 
     def send(self, request: Any, **kwargs: Any) -> Any:
@@ -88,6 +94,7 @@ def counted_services(settings: Settings, counter: RequestCounter) -> Services:
     if not connection:
         raise ValueError("the benchmark counts requests against Azurite: StagingStorage must be a connection string")
     blob_service = BlobServiceClient.from_connection_string(connection, transport=CountingTransport(counter))
+    state = blob_service.get_container_client(settings.state_container)
     return replace(
         build_services(settings),
         pending_queue=counted_queue(connection, settings.pending_queue, counter, decode=False),
@@ -96,4 +103,6 @@ def counted_services(settings: Settings, counter: RequestCounter) -> Services:
         pending_poison_queue=counted_queue(connection, settings.pending_poison_queue, counter),
         blob_service=blob_service,
         blob_access=BlobAccess(settings, blob_service),
+        ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
+        alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
     )

@@ -3,12 +3,19 @@
 Drains run in a child process (`bench.drain_child`) so that their CPU and memory are theirs alone; the
 per-blob request counts run in this process with counting clients (`bench.counting`); the latency run
 goes through the local host (`python -m devhost`) exactly as `make run` does.
+
+Every drain that is compared with another (ours against the receive-and-delete baseline, 150 ms against
+0 ms, one concurrency level against the next) runs on a stack of its own (`fresh_drain`): a new in-memory
+Azurite and a new emulator, stopped afterwards. Azurite slows down for good once earlier scenarios have
+filled and drained queues in it, so sharing one would charge the earlier scenarios' leftovers to the later
+ones (the 150 ms drain measured 25% of the 0 ms figure that way, 92% on a fresh Azurite).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -24,7 +31,7 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue
-from bench.stack import Stack
+from bench.stack import Stack, running_stack
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
 from shared.recorder import record_blob, source_id
@@ -100,6 +107,51 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
     return result
 
 
+def fresh_drain(work_dir: Path, name: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
+    """`drain` on a new Azurite and a new emulator of their own (same setup every time), both stopped after."""
+    scenario_dir = work_dir / name
+    with running_stack(scenario_dir) as stack:
+        prepare(stack)
+        result = drain(stack, name, count, mode, concurrency=concurrency, latency_ms=latency_ms)
+    shutil.rmtree(scenario_dir, ignore_errors=True)
+    return result
+
+
+def kusto_per_blob(run: dict[str, Any]) -> dict[str, float]:
+    """Kusto requests per blob of one drain: the submission POSTs alone, and every request the drain made.
+
+    The second figure includes the configuration GET the child makes once before draining (a worker makes
+    it once an hour), so it tends to the first as the drain grows; both are reported, neither is adjusted.
+    """
+    posts = sum(count for route, count in run["kustoRequests"].items() if route.startswith("POST"))
+    return {"postsPerBlob": posts / run["blobs"], "allPerBlob": sum(run["kustoRequests"].values()) / run["blobs"]}
+
+
+def summarise_throughput(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds: of each scenario's blobs/s, and of the ratios taken within each round."""
+    ratios = [run["ours"]["blobsPerSecond"] / run["baseline"]["blobsPerSecond"] for run in rounds]
+    slow_ratios = [run["latency150"]["blobsPerSecond"] / run["ours"]["blobsPerSecond"] for run in rounds]
+    return {
+        "blobs": rounds[0]["ours"]["blobs"],
+        "rounds": len(rounds),
+        **{
+            f"{key}BlobsPerSecond": statistics.median(run[key]["blobsPerSecond"] for run in rounds)
+            for key in ("baseline", "ours", "latency150")
+        },
+        "ratioOursToBaseline": statistics.median(ratios),
+        "ratiosOursToBaseline": ratios,
+        "ratio150To0": statistics.median(slow_ratios),
+        "ratios150To0": slow_ratios,
+        "notReceived": sum(run[key].get("notReceived", 0) for run in rounds for key in run),
+    }
+
+
+def largest_drain_kusto(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Kusto requests per blob of the largest drain of ours in the run (the configuration GET weighs least there)."""
+    largest = max(runs, key=lambda run: run["blobs"])
+    return {"blobs": largest["blobs"], "requests": largest["kustoRequests"], **kusto_per_blob(largest)}
+
+
 # -- storage and Kusto requests per blob -----------------------------------------------------------------
 
 
@@ -126,6 +178,7 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
     values = stack.app_settings("cost", TRACKING_POLL_INITIAL_SECONDS="1")
     plain = _services(values)
     plain.blob_service.create_container(plain.settings.staging_container)
+    plain.blob_service.create_container(plain.settings.state_container)  # deployed by infra/main.bicep in Azure
     names = [f"{DATABASE}/{TABLE}/cost/part-{index:05d}.csv" for index in range(blobs)]
     _upload_blobs(plain, names, lambda name: f"{name},1\n".encode())
     counter = RequestCounter()

@@ -96,7 +96,7 @@ class Stack:
             "PENDING_QUEUE": f"{prefix}-pending",
             "FAILURES_QUEUE": f"{prefix}-failures",
             "TRACKING_QUEUE": f"{prefix}-tracking",
-            "ALERT_STATE_CONTAINER": f"{prefix}-state",
+            "STATE_CONTAINER": f"{prefix}-state",
             **overrides,
         }
 

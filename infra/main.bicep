@@ -77,10 +77,10 @@ param stagingContainerName string = 'staging'
 @maxLength(63)
 param quarantineContainerName string = 'quarantine'
 
-@description('Container holding the alert digest state (ALERT_STATE_CONTAINER).')
+@description('Container of the app\'s own state: digest windows, the submission ledger, alert markers (STATE_CONTAINER).')
 @minLength(3)
 @maxLength(63)
-param alertStateContainerName string = 'ingest-state'
+param stateContainerName string = 'ingest-state'
 
 @description('Queue of blobs waiting to be submitted (PENDING_QUEUE).')
 @minLength(3)
@@ -191,13 +191,18 @@ param resubmitMaxAttempts int = 3
 @description('Delete a staged blob once Kusto confirms it was ingested (DELETE_ON_SUCCESS).')
 param deleteOnSuccess bool = false
 
-@description('NCRONTAB schedule of the poison-queue watcher and the digest flush, 6 fields, UTC (HOUSEKEEPING_SCHEDULE).')
+@description('NCRONTAB schedule of the poison-queue watcher, the digest flush and state clean-up, 6 fields, UTC (HOUSEKEEPING_SCHEDULE).')
 param housekeepingSchedule string = '0 * * * * *'
 
 @description('Repeats of one (database, table, error code) within this many seconds become one digest; 0 turns digests off (ALERT_DIGEST_WINDOW_SECONDS).')
 @minValue(0)
 @maxValue(604800)
 param alertDigestWindowSeconds int = 900
+
+@description('How long a submitted blob version and a raised alert are remembered, so a repeat is dropped; at least pendingVisibilityTimeoutSeconds (DUPLICATE_WINDOW_SECONDS).')
+@minValue(300)
+@maxValue(604800)
+param duplicateWindowSeconds int = 3600
 
 @description('Webhook the app itself posts alerts to (ALERT_WEBHOOK_URL), empty for none. Stored in Key Vault; the app setting is a Key Vault reference.')
 @secure()
@@ -389,8 +394,8 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
       }
     }
 
-    resource alertStateContainer 'containers' = {
-      name: alertStateContainerName
+    resource stateContainer 'containers' = {
+      name: stateContainerName
       properties: {
         publicAccess: 'None'
       }
@@ -660,7 +665,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         ? '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${webhookSecretSecretName})'
         : ''
       ALERT_DIGEST_WINDOW_SECONDS: string(alertDigestWindowSeconds)
-      ALERT_STATE_CONTAINER: alertStateContainerName
+      STATE_CONTAINER: stateContainerName
+      DUPLICATE_WINDOW_SECONDS: string(duplicateWindowSeconds)
       HOUSEKEEPING_SCHEDULE: housekeepingSchedule
     }
     dependsOn: [

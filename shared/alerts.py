@@ -45,9 +45,14 @@ class Alert:
     """
 
     level: int
-    message: str
+    args: tuple[str, ...]
+    """The values of the record's message template, control characters escaped."""
     dimensions: Mapping[str, Any]
     notification: Mapping[str, Any] | None
+
+    @property
+    def message(self) -> str:
+        return _MESSAGE % self.args
 
     @property
     def error_code(self) -> str:
@@ -120,6 +125,18 @@ def raise_alert(body: str, services: Services, *, queue_name: str, message_id: s
     `services` is the worker's shared clients and settings, the same object every trigger body gets; the
     log record needs none of them, the sinks that build on the returned Alert do.
     """
+    alert = build_alert(body, queue_name=queue_name, message_id=message_id, dequeue_count=dequeue_count)
+    log_alert(alert)
+    return alert
+
+
+def log_alert(alert: Alert) -> None:
+    """Write the alert log record: the stable message template, the alert's values, its custom dimensions."""
+    logger.log(alert.level, _MESSAGE, *alert.args, extra={"custom_dimensions": alert.dimensions})
+
+
+def build_alert(body: str, *, queue_name: str, message_id: str, dequeue_count: int) -> Alert:
+    """The alert for one failure notification, not yet logged (`alert_markers` may find it was logged already)."""
     try:
         notification: Mapping[str, Any] | None = schemas.parse(schemas.FAILURE_NOTIFICATION, body)
     except schemas.MessageError as error:
@@ -141,5 +158,4 @@ def raise_alert(body: str, services: Services, *, queue_name: str, message_id: s
             dimensions["details"][:MESSAGE_DETAILS_LIMIT],
         )
     )
-    logger.log(level, _MESSAGE, *args, extra={"custom_dimensions": dimensions})
-    return Alert(level=level, message=_MESSAGE % args, dimensions=dimensions, notification=notification)
+    return Alert(level=level, args=args, dimensions=dimensions, notification=notification)

@@ -6,7 +6,7 @@ later failures of that key within the window are only counted, and when the wind
 housekeeping timer sends ONE digest with the count and sample blobs. Nothing is ever folded into nothing:
 a failure either opens a window (and is sent) or is counted in a window that is flushed later.
 
-State is one small JSON blob per open window in `ALERT_STATE_CONTAINER`, so it survives restarts and is
+State is one small JSON blob per open window in `STATE_CONTAINER`, so it survives restarts and is
 shared by every worker. Every write is conditional on the ETag read just before (optimistic concurrency):
 two workers counting at once cannot lose a count, the loser re-reads and tries again. The queue message id
 of each counted failure is kept, so a message the queue trigger retries is not counted twice, and the

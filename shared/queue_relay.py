@@ -8,7 +8,8 @@ it is made visible again at the end of the run, for its owner.
 
 One failure is not the blob's fault: `BadRequest_InvalidKustoIdentityToken` means the token the message
 carried had expired or was refused. The relay then drops the cached token and records the blob again
-(`shared.recorder.record_blob`), so it is submitted with a fresh token; only when the blob was replaced
+(`shared.recorder.record_blob`) as a new attempt, which the submission ledger does not take for a duplicate
+of the refused one, so it is submitted with a fresh token; only when the blob was replaced
 or removed meanwhile, or the same blob was refused TOKEN_RETRIES times in this process, does it alert.
 """
 
@@ -142,7 +143,7 @@ def _resubmitted(services: Services, resources: DmResourceCache, notification: M
     if source_id(blob.url, etag) != sid:
         # The blob was replaced: the new version was recorded on its own; this one's failure still alerts.
         return False
-    if record_blob(blob, services).outcome != PENDING:
+    if record_blob(blob, services, attempt=services.ledger.next_attempt(sid)).outcome != PENDING:
         return False  # record_blob wrote its own failure notification
     logger.warning("Kusto refused the identity token for %s; token dropped, blob recorded again", blob_name)
     return True

@@ -102,8 +102,13 @@ def _pending_message(blob: BlobClient, url: str, sid: str, etag: str, size: int,
     }
 
 
-def record_blob(blob: BlobClient, services: Services) -> RecordResult:
-    """Route one staged blob and write its pending message, or its failure notification when it cannot be routed."""
+def record_blob(blob: BlobClient, services: Services, *, attempt: int = 0) -> RecordResult:
+    """Route one staged blob and write its pending message, or its failure notification when it cannot be routed.
+
+    `attempt` is 0 for a blob that landed, and the attempt number when the app records a blob again on
+    purpose (the queue relay, after Kusto refused an identity token), so the submission ledger does not take
+    the new attempt for a duplicate of the first.
+    """
     url = plain_blob_url(blob.url)
     try:
         # Before any request: a name with '..' or an escape could make the request read some other blob.
@@ -133,6 +138,8 @@ def record_blob(blob: BlobClient, services: Services) -> RecordResult:
     except RoutingError as error:
         return _reject(services, blob, url, sid, error)
     message = _pending_message(blob, url, sid, etag, properties.size, route)
+    if attempt:
+        message["attempt"] = attempt
     text = schemas.dump(schemas.PENDING_BLOB, message)
     if len(text.encode("utf-8")) > QUEUE_TEXT_LIMIT:
         reason = (

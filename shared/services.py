@@ -19,12 +19,14 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueClient
 
 from shared import storage
+from shared.alert_markers import AlertMarkers
 from shared.blob_access import BlobAccess
 from shared.dm_resources import DataManagementClient, DmResourceCache
 from shared.kusto_rest import BlobSource, KustoIngestClient, kusto_credential
 from shared.queue_submitter import QueueSubmitter
 from shared.routing import router_for
 from shared.settings import Settings, load_settings
+from shared.submission_ledger import SubmissionLedger
 
 
 class Submitter(Protocol):
@@ -63,6 +65,10 @@ class Services:
     submitter: Submitter
     """Submits chunks in the mode SUBMISSION_MODE names."""
     blob_access: BlobAccess
+    ledger: SubmissionLedger
+    """The blob versions Kusto accepted recently; the worker keeps what it read, so each drain reads only what is new."""
+    alert_markers: AlertMarkers
+    """Which failures were alerted recently, so a repeated notification is dropped."""
     dm_resources: DmResourceCache | None = None
     """Queue mode only: the Data Management service's queues and identity token, cached with an expiry."""
 
@@ -90,6 +96,7 @@ def build_services(
     if kusto_token_credential is None:
         kusto_token_credential = kusto_credential(settings)
     blob_service = storage.blob_service_client(connection, storage_credential)
+    state = blob_service.get_container_client(settings.state_container)
     kusto = KustoIngestClient(settings, credential=kusto_token_credential, transport=kusto_transport)
     dm_resources = None
     submitter: Submitter = kusto
@@ -106,6 +113,8 @@ def build_services(
         kusto=kusto,
         submitter=submitter,
         blob_access=BlobAccess(settings, blob_service),
+        ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
+        alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
         dm_resources=dm_resources,
     )
 

@@ -117,7 +117,8 @@ class Settings:
     alert_webhook_format: str = "json"
     alert_webhook_secret: str = field(default="", repr=False)
     alert_digest_window_seconds: int = 900
-    alert_state_container: str = "ingest-state"
+    state_container: str = "ingest-state"
+    duplicate_window_seconds: int = 3600
     housekeeping_schedule: str = "0 * * * * *"
 
     @property
@@ -177,8 +178,9 @@ SETTING_NAMES: dict[str, str] = {
     "ALERT_WEBHOOK_FORMAT": "payload shape of the webhook: json, teams (Adaptive Card) or slack (blocks)",
     "ALERT_WEBHOOK_SECRET": "optional HMAC-SHA256 key; the body signature goes in X-Signature-SHA256",
     "ALERT_DIGEST_WINDOW_SECONDS": "repeats of one (database, table, error code) within this window become one digest (0 = off)",
-    "ALERT_STATE_CONTAINER": "container holding the digest state (one small blob per open window)",
-    "HOUSEKEEPING_SCHEDULE": "NCRONTAB schedule of the poison-queue watcher and the digest flush",
+    "STATE_CONTAINER": "container of the app's own state: digest windows, the submission ledger, alert markers",
+    "DUPLICATE_WINDOW_SECONDS": "how long a submitted blob version or a raised alert is remembered, so a repeat is dropped",
+    "HOUSEKEEPING_SCHEDULE": "NCRONTAB schedule of the poison-queue watcher, the digest flush and state clean-up",
 }
 
 
@@ -372,9 +374,9 @@ def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]
     quarantine = reader.container("QUARANTINE_CONTAINER", "")
     if quarantine == staging_container:
         raise SettingsError("QUARANTINE_CONTAINER: must differ from STAGING_CONTAINER (quarantined blobs would be re-ingested)")
-    state = reader.container("ALERT_STATE_CONTAINER", "ingest-state")
+    state = reader.container("STATE_CONTAINER", "ingest-state")
     if state in (staging_container, quarantine):
-        raise SettingsError("ALERT_STATE_CONTAINER: must differ from STAGING_CONTAINER and QUARANTINE_CONTAINER")
+        raise SettingsError("STATE_CONTAINER: must differ from STAGING_CONTAINER and QUARANTINE_CONTAINER")
     return {
         "track_schedule": reader.schedule("TRACK_SCHEDULE", "*/15 * * * * *"),
         "tracking_horizon_seconds": reader.number("TRACKING_HORIZON_SECONDS", 6 * 3600, 1, 7 * 24 * 3600),
@@ -388,7 +390,8 @@ def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]
         "alert_webhook_format": reader.choice("ALERT_WEBHOOK_FORMAT", "json", WEBHOOK_FORMATS),
         "alert_webhook_secret": reader.raw("ALERT_WEBHOOK_SECRET") or "",
         "alert_digest_window_seconds": reader.number("ALERT_DIGEST_WINDOW_SECONDS", 900, 0, 7 * 24 * 3600),
-        "alert_state_container": state,
+        "state_container": state,
+        "duplicate_window_seconds": reader.number("DUPLICATE_WINDOW_SECONDS", 3600, 300, 7 * 24 * 3600),
         "housekeeping_schedule": reader.schedule("HOUSEKEEPING_SCHEDULE", "0 * * * * *"),
     }
 
@@ -432,7 +435,7 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
     schedule = reader.text("SUBMIT_SCHEDULE", "*/10 * * * * *")
     if len(schedule.split()) not in (5, 6):
         raise SettingsError(f"SUBMIT_SCHEDULE: {schedule!r} is not an NCRONTAB expression ('*/10 * * * * *' = every 10 s)")
-    return Settings(
+    settings = Settings(
         staging=staging,
         kusto_ingest_uri=ingest_uri,
         staging_container=container,
@@ -459,3 +462,10 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
         **queues,
         **_outcome_settings(reader, container),
     )
+    if settings.duplicate_window_seconds < settings.pending_visibility_timeout_seconds:
+        # A pending message held by a run that died comes back after the visibility timeout: the ledger must still know it.
+        raise SettingsError(
+            f"DUPLICATE_WINDOW_SECONDS: {settings.duplicate_window_seconds} is below PENDING_VISIBILITY_TIMEOUT_SECONDS "
+            f"({settings.pending_visibility_timeout_seconds}); raise it or lower that"
+        )
+    return settings

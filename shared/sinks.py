@@ -1,7 +1,8 @@
-"""Alert sinks after the log record: the webhook, through the digest.
+"""The failure queue trigger's body, and the alert sinks after the log record: the webhook, through the digest.
 
-The failure queue trigger calls `raise_alert` (the structured log record, `shared.alerts`) and then
-`deliver(alert, services)`. With no webhook configured there is nothing more to do. Otherwise the alert is
+`alert_once` checks the failure's marker (`shared.alert_markers`: a repeat of a failure already alerted is
+dropped), writes the structured log record (`shared.alerts`) and then calls `deliver(alert, services)`.
+With no webhook configured there is nothing more to do. Otherwise the alert is
 sent at once, unless the digest has already alerted for its (database, table, error code) within the
 window, in which case it is counted and `flush_digests` (housekeeping timer) sends one digest for the
 window once it has closed.
@@ -19,6 +20,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from shared.alert_markers import DELIVERED, LOGGED, marker_key
+from shared.alerts import build_alert, log_alert
 from shared.digest import DigestBook
 from shared.webhook import AlertContent, WebhookError, configured_sink
 
@@ -29,9 +32,39 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
+def alert_once(body: str, services: Services, *, message_id: str, dequeue_count: int) -> Alert | None:
+    """Alert on one failure notification unless this very failure was alerted already; None when it was.
+
+    Raises WebhookError (the queue trigger retries the message) when the webhook refuses the alert; the
+    retry then delivers without logging the record a second time.
+    """
+    settings = services.settings
+    alert = build_alert(body, queue_name=settings.failures_queue, message_id=message_id, dequeue_count=dequeue_count)
+    key = marker_key(alert.notification) if alert.notification is not None else None
+    markers = services.alert_markers
+    state = markers.state(key) if key else None
+    if state == DELIVERED:
+        logger.info(
+            "failure notification %s repeats an alert already raised (%s for blob %s, source id %s): dropped",
+            message_id,
+            alert.error_code,
+            alert.dimensions["blobName"] or alert.dimensions["blobPath"],
+            alert.dimensions["sourceId"],
+        )
+        return None
+    if state != LOGGED:
+        log_alert(alert)
+        if key and configured_sink(settings) is not None:
+            markers.mark(key, LOGGED)
+    deliver(alert, services)
+    if key:
+        markers.mark(key, DELIVERED)
+    return alert
+
+
 def _digest_book(services: Services) -> DigestBook:
     settings = services.settings
-    container = services.blob_service.get_container_client(settings.alert_state_container)
+    container = services.blob_service.get_container_client(settings.state_container)
     return DigestBook(container, settings.alert_digest_window_seconds)
 
 

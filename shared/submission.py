@@ -22,15 +22,17 @@ Every message ends in exactly one way, and always "new state first, then delete 
 * malformed (not base64 text, not JSON, not a pending-blob message): a `Pending_Malformed` notification
   carrying the redacted raw text, then the delete.
 
-A crash between the two writes therefore duplicates a message and never loses one. The one duplicate that
-reaches Kusto is a blob accepted but whose pending message was not deleted (crash, or a lost answer to a
-POST Kusto did accept): it is submitted again and its rows land twice. The app does not add per-blob
-`ingest-by:` tags with `ingestIfNotExists` to prevent that: ingestion properties apply to a whole request,
-so per-blob tags would mean one blob per request (20x the requests), and every distinct ingest-by tag stays
-on its extent, keeping extents from merging and making each ingestIfNotExists check slower as tags pile up.
-Instead every blob carries its deterministic `sourceId` (uuid5 of URL and ETag) into Kusto's operation
-details and the tracking record, so a duplicate can be found and dropped by source id. The deletes of a
-settled chunk run side by side, which keeps that crash window to about one storage request.
+A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept
+from Kusto by the submission ledger (`shared.submission_ledger`): an accepted chunk's blob versions are
+appended to it before the tracking record is written, and a message whose blob version the ledger already
+holds (a second pending message from a trigger that fired twice, or a message whose run died after Kusto
+accepted it) is settled as a duplicate: deleted, counted, never sent. What remains is a worker dying in the
+one storage request between Kusto's acceptance and the append; those blobs are submitted again. The app
+does not add per-blob `ingest-by:` tags with `ingestIfNotExists` for that last window: ingestion
+properties apply to a whole request, so per-blob tags would mean one blob per request (20x the requests),
+and every distinct ingest-by tag stays on its extent, slowing each ingestIfNotExists check as tags pile up.
+Every blob carries its deterministic `sourceId` (uuid5 of URL and ETag) into Kusto's operation details, so
+such a duplicate can still be found by source id.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, pen
 from shared.redaction import plain_blob_url, redact
 from shared.services import Services
 from shared.storage import QUEUE_TEXT_LIMIT, decode_message
+from shared.submission_ledger import ledger_key
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +71,6 @@ DEFER_SECONDS = 30
 """How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
 DELETE_THREADS = 16
 """Threads deleting settled messages; each chunk's deletes run side by side (see `_delete_all`)."""
-"""How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
 
 
 @dataclass
@@ -139,6 +141,7 @@ class _Drain:
         concurrency = self._settings.submit_concurrency
         round_limit = max(PAGE_SIZE, batch_size * concurrency)
         slots = threading.Semaphore(concurrency)
+        self._refresh_ledger()
         # The deleter is shut down last: chunks still running on the pool use it until the pool is done.
         with (
             ThreadPoolExecutor(max_workers=DELETE_THREADS, thread_name_prefix="settle") as self._deleter,
@@ -166,10 +169,19 @@ class _Drain:
         )
         return [message for page in pager.by_page() for message in page]
 
+    def _refresh_ledger(self) -> None:
+        try:
+            self._services.ledger.refresh()
+        except AzureError as error:
+            logger.warning(
+                "submission ledger not readable this run (storage error: %s): a blob recorded twice may be submitted twice",
+                redact(str(error)),
+            )
+
     # -- one message ---------------------------------------------------------------------------------------
 
     def _triage(self, message: QueueMessage) -> PendingItem | None:
-        """Parse one message; poisoned and malformed ones are settled here and give None."""
+        """Parse one message; poisoned, malformed and already submitted ones are settled here and give None."""
         try:
             if (message.dequeue_count or 0) > self._settings.pending_max_dequeue_count:
                 self._poison(message)
@@ -179,6 +191,9 @@ class _Drain:
                 pending = schemas.parse(schemas.PENDING_BLOB, text)
             except ValueError as error:
                 self._malformed(message, error)
+                return None
+            if ledger_key(pending) in self._services.ledger:
+                self._drop_duplicate(message, pending)
                 return None
             return PendingItem(message, pending, text)
         except AzureError as error:
@@ -199,6 +214,18 @@ class _Drain:
         self._delete(message)
         self._count("poisoned", 1)
         logger.error("pending message %s poisoned after %d reads, moved to %s", message.id, message.dequeue_count, queue)
+
+    def _drop_duplicate(self, message: QueueMessage, pending: dict[str, Any]) -> None:
+        """The ledger holds this blob version's submission: the message is a repeat, removed and never sent."""
+        self._delete(message)
+        self._count("duplicates", 1)
+        logger.info(
+            "pending message %s repeats blob %s/%s (source id %s), already accepted by Kusto: removed, not sent again",
+            message.id,
+            pending["container"],
+            pending["blobName"],
+            pending["sourceId"],
+        )
 
     def _malformed(self, message: QueueMessage, error: ValueError) -> None:
         raw = message.content if isinstance(message.content, str) else repr(message.content)
@@ -265,6 +292,16 @@ class _Drain:
         self._track(chunk, operation_id)
 
     def _track(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
+        try:
+            self._services.ledger.record(ledger_key(item.pending) for item in chunk.items)
+        except AzureError as error:
+            logger.warning(
+                "operation %s not written to the submission ledger (storage error: %s): a second pending message for "
+                "one of its %d blobs would be submitted again",
+                operation_id,
+                redact(str(error)),
+                len(chunk.items),
+            )
         record = {
             "version": 1,
             "database": chunk.database,

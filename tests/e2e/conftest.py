@@ -130,8 +130,8 @@ def settings_values(azurite: Azurite, emulator: Emulator, name: str) -> dict[str
     for key in ("TRACKING_POLL_INITIAL_SECONDS",):
         if key in values:
             values[key] = "1"
-    if "ALERT_STATE_CONTAINER" in values:
-        values["ALERT_STATE_CONTAINER"] = f"{name}-state"
+    if "STATE_CONTAINER" in values:
+        values["STATE_CONTAINER"] = f"{name}-state"
     return values
 
 

@@ -36,7 +36,7 @@ def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides
         "PENDING_QUEUE": f"{prefix}-pending",
         "FAILURES_QUEUE": f"{prefix}-failures",
         "TRACKING_QUEUE": f"{prefix}-tracking",
-        "ALERT_STATE_CONTAINER": f"{prefix}-state",
+        "STATE_CONTAINER": f"{prefix}-state",
         "TRACKING_POLL_INITIAL_SECONDS": "1",
         "TRACKING_POLL_MAX_SECONDS": "1",
         **overrides,

@@ -33,7 +33,7 @@ def services(azurite: Azurite, unique_name: str) -> Iterator[Services]:
             "PENDING_QUEUE": f"{unique_name}-pending",
             "FAILURES_QUEUE": f"{unique_name}-failures",
             "TRACKING_QUEUE": f"{unique_name}-tracking",
-            "ALERT_STATE_CONTAINER": f"{unique_name}-state",
+            "STATE_CONTAINER": f"{unique_name}-state",
         }
     )
     built = build_services(settings)

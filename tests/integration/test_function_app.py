@@ -37,7 +37,7 @@ def environment(
         "PENDING_QUEUE": f"{unique_name}-pending",
         "FAILURES_QUEUE": f"{unique_name}-failures",
         "TRACKING_QUEUE": f"{unique_name}-tracking",
-        "ALERT_STATE_CONTAINER": f"{unique_name}-state",
+        "STATE_CONTAINER": f"{unique_name}-state",
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)

@@ -70,7 +70,7 @@ def make_staging(azurite: Azurite, name: str, **settings: str) -> Staging:
         "PENDING_QUEUE": f"{name}-pending",
         "FAILURES_QUEUE": f"{name}-failures",
         "TRACKING_QUEUE": f"{name}-tracking",
-        "ALERT_STATE_CONTAINER": f"{name}-state",
+        "STATE_CONTAINER": f"{name}-state",
         **settings,
     }
     services = build_services(load_settings(values))

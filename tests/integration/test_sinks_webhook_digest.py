@@ -154,7 +154,7 @@ def test_digest_folds_repeats_and_flushes_one_alert(
     assert (digest["type"], digest["errorCode"], digest["count"]) == ("ingestion-failure-digest", "BadRequest_InvalidMapping", 3)
     assert sorted(digest["samples"]) == [f"https://acct.blob.core.windows.net/staging/Db/Events/{i}.csv" for i in (2, 3, 4)]
     assert flush_digests(services) == 0
-    assert list(services.blob_service.get_container_client(services.settings.alert_state_container).list_blobs()) == []
+    assert list(services.blob_service.get_container_client(services.settings.state_container).list_blobs()) == []
     # After the window, the next failure of that key alerts at once again.
     assert trigger(services, notification_text(blob="9.csv"), "m9") is True
 
@@ -164,7 +164,7 @@ def test_concurrent_workers_count_every_failure_once(
 ) -> None:
     services = services_for(azurite, emulator, unique_name, receiver, ALERT_DIGEST_WINDOW_SECONDS="3600")
     alert = raise_alert(notification_text(), services, queue_name="q", message_id="x", dequeue_count=1)
-    container = services.blob_service.get_container_client(services.settings.alert_state_container)
+    container = services.blob_service.get_container_client(services.settings.state_container)
     book = DigestBook(container, 3600)
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda i: book.record(alert.dimensions, f"id-{i}", datetime.now(UTC)), range(12)))
@@ -175,7 +175,7 @@ def test_concurrent_workers_count_every_failure_once(
 
 def close_windows(services: Services) -> None:
     """Move every open window's end into the past (what waiting out the window would do)."""
-    container = services.blob_service.get_container_client(services.settings.alert_state_container)
+    container = services.blob_service.get_container_client(services.settings.state_container)
     for item in container.list_blobs():
         blob = container.get_blob_client(item.name)
         state = json.loads(blob.download_blob().readall())

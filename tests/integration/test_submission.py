@@ -122,6 +122,8 @@ def make_pipeline(azurite: Azurite, emulator: Emulator, unique_name: str) -> Ite
     emulator_call(emulator, "PUT", "/admin/faults", {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": []})
     for services in made:
         services.blob_service.delete_container(services.settings.staging_container)
+        with contextlib.suppress(Exception):
+            services.blob_service.delete_container(services.settings.state_container)
         for queue in services.queues:
             with contextlib.suppress(Exception):
                 queue.delete_queue()
@@ -150,6 +152,36 @@ def test_pending_blobs_are_submitted_in_chunks_and_their_rows_land(pipeline: Pip
         status = pipeline.services.kusto.get_status(DATABASE, pipeline.table, record["operationId"])
         assert status.succeeded == len(record["blobs"]) or status.in_progress > 0
         assert {blob.source_id for blob in status.blobs} == {blob["sourceId"] for blob in record["blobs"]}
+
+
+def test_a_blob_recorded_twice_is_submitted_once_even_when_the_copies_meet_in_different_runs(
+    pipeline: Pipeline, azurite: Azurite, unique_name: str
+) -> None:
+    blob = pipeline.stage("twice.csv")
+    first = submit_pending_blobs(pipeline.services)
+    assert (first.submitted, first.duplicates) == (1, 0)
+    # The trigger fired again for the same blob version (its receipt was never stored); a fresh worker drains it.
+    copy = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
+    pipeline.services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, copy))
+    cold_worker = make_services(azurite, pipeline.emulator, unique_name)
+    second = submit_pending_blobs(cold_worker)
+    assert (second.received, second.submitted, second.operations, second.duplicates) == (1, 0, 0, 1)
+    assert pipeline.pending_left() == 0
+    assert len(pipeline.tracking_records()) == 1
+    wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 2, "the blob's 2 rows")
+    time.sleep(0.5)
+    assert row_count(pipeline.emulator, pipeline.table) == 2
+
+
+def test_a_resubmission_after_a_transient_failure_is_not_taken_for_a_duplicate(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("again.csv")
+    assert submit_pending_blobs(pipeline.services).submitted == 1
+    retry = {**pipeline.pending(blob, blob.get_blob_properties().etag, 8), "attempt": 1}
+    pipeline.services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, retry))
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.submitted, report.duplicates) == (1, 0)
+    records = pipeline.tracking_records()
+    assert [blob["pending"].get("attempt", 0) for record in records for blob in record["blobs"]] == [0, 1]
 
 
 def test_an_empty_queue_is_a_quiet_run(pipeline: Pipeline) -> None:

@@ -77,6 +77,7 @@ def test_choices_are_case_insensitive_and_come_back_canonical() -> None:
         ("SUBMISSION_MODE", "ftp"),
         ("REPORT_LEVEL", "All"),
         ("REPORT_METHOD", "Email"),
+        ("DUPLICATE_WINDOW_SECONDS", "60"),
     ],
 )
 def test_every_invalid_value_names_its_setting(name: str, value: str) -> None:
@@ -115,6 +116,13 @@ def test_account_key_sas_needs_a_local_connection_string_with_a_key() -> None:
 def test_the_three_queues_must_differ() -> None:
     with pytest.raises(SettingsError, match="PENDING_QUEUE, FAILURES_QUEUE and TRACKING_QUEUE"):
         load_settings(BASE | {"PENDING_QUEUE": "same-queue", "TRACKING_QUEUE": "same-queue"})
+
+
+def test_the_duplicate_window_must_outlast_the_pending_visibility_timeout() -> None:
+    below = r"^DUPLICATE_WINDOW_SECONDS: 600 is below PENDING_VISIBILITY_TIMEOUT_SECONDS \(900\)"
+    with pytest.raises(SettingsError, match=below):
+        load_settings(BASE | {"DUPLICATE_WINDOW_SECONDS": "600", "PENDING_VISIBILITY_TIMEOUT_SECONDS": "900"})
+    assert load_settings(BASE | {"DUPLICATE_WINDOW_SECONDS": "900", "PENDING_VISIBILITY_TIMEOUT_SECONDS": "900"})
 
 
 def test_the_local_settings_example_loads_and_names_every_local_setting() -> None:

@@ -1,0 +1,34 @@
+"""Housekeeping timer body: poison queues, due digests, and the app's expired state.
+
+Expired ledger slots and alert markers only cost storage, never correctness (neither counts once out of
+its window), so a storage error while deleting them is logged and left to the next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from azure.core.exceptions import AzureError
+
+from shared.poison import watch_poison_queues
+from shared.sinks import flush_digests
+
+if TYPE_CHECKING:
+    from shared.services import Services
+
+logger = logging.getLogger(__name__)
+
+
+def housekeep(services: Services) -> None:
+    """Alert on poison-queue messages, send the digests whose window closed, delete expired ledger slots and markers."""
+    watch_poison_queues(services)
+    flush_digests(services)
+    try:
+        slots = services.ledger.forget_expired()
+        marks = services.alert_markers.forget_expired()
+    except AzureError as error:
+        logger.warning("expired state not deleted this time (storage error %s); the next run tries again", type(error).__name__)
+        return
+    if slots or marks:
+        logger.info("deleted %d expired ledger slots and %d expired alert markers", slots, marks)

@@ -1,0 +1,134 @@
+"""The submission ledger on Azurite: what one worker appends another reads, incrementally, within the window only."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobServiceClient, ContainerClient
+
+from devhost.processes import Azurite
+from shared.submission_ledger import PREFIX, SLOT_SECONDS, SubmissionLedger, ledger_key, slot_name, slot_start
+
+WINDOW = 3600
+START = 1_800_000_000.0  # a fixed moment, so slot boundaries are known
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def container(azurite: Azurite, unique_name: str) -> Iterator[ContainerClient]:
+    """A state container that does not exist yet: the ledger creates it on its first append."""
+    client = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(f"{unique_name}-state")
+    yield client
+    if client.exists():
+        client.delete_container()
+
+
+def keys(count: int) -> list[bytes]:
+    return [uuid.uuid4().bytes for _ in range(count)]
+
+
+def test_what_one_worker_records_another_reads_and_later_appends_are_read_incrementally(container: ContainerClient) -> None:
+    clock = Clock()
+    writer, reader = SubmissionLedger(container, WINDOW, clock), SubmissionLedger(container, WINDOW, clock)
+    first, second = keys(20), keys(3)
+    writer.record(first)
+    assert all(key in writer for key in first)
+    reader.refresh()
+    assert all(key in reader for key in first)
+    assert not any(key in reader for key in second)
+    writer.record(second)
+    reader.refresh()
+    assert all(key in reader for key in [*first, *second])
+    reader.refresh()  # nothing new: the range read past the end is not an error
+    blob = container.get_blob_client(slot_name(slot_start(START)))
+    assert blob.get_blob_properties().size == 16 * 23
+
+
+def test_a_cold_worker_reads_every_slot_of_the_window_and_nothing_older(container: ContainerClient) -> None:
+    clock = Clock()
+    writer = SubmissionLedger(container, WINDOW, clock)
+    old = keys(2)
+    writer.record(old)
+    clock.now += WINDOW + 2 * SLOT_SECONDS
+    recent = keys(2)
+    writer.record(recent)
+    clock.now += SLOT_SECONDS
+    cold = SubmissionLedger(container, WINDOW, clock)
+    cold.refresh()
+    assert all(key in cold for key in recent)
+    assert not any(key in cold for key in old)
+    writer.refresh()  # the writer forgets what left the window too
+    assert not any(key in writer for key in old)
+
+
+def test_a_worker_idle_for_several_slots_catches_up_with_what_others_appended(container: ContainerClient) -> None:
+    clock = Clock()
+    idle, busy = SubmissionLedger(container, WINDOW, clock), SubmissionLedger(container, WINDOW, clock)
+    idle.refresh()
+    appended = []
+    for _ in range(4):
+        clock.now += SLOT_SECONDS
+        batch = keys(1)
+        busy.record(batch)
+        appended += batch
+    idle.refresh()
+    assert all(key in idle for key in appended)
+
+
+def test_housekeeping_deletes_slots_that_left_the_window_and_keeps_the_rest(container: ContainerClient) -> None:
+    clock = Clock()
+    ledger = SubmissionLedger(container, WINDOW, clock)
+    ledger.record(keys(1))
+    clock.now += WINDOW + SLOT_SECONDS
+    ledger.record(keys(1))
+    assert ledger.forget_expired() == 1
+    assert [blob.name for blob in container.list_blobs(name_starts_with=PREFIX)] == [slot_name(slot_start(clock.now))]
+    assert ledger.forget_expired() == 0
+
+
+def test_a_resubmission_has_its_own_key_and_next_attempt_skips_accepted_ones(container: ContainerClient) -> None:
+    ledger = SubmissionLedger(container, WINDOW, Clock())
+    source_id = str(uuid.uuid4())
+    first = {"sourceId": source_id}
+    assert ledger_key(first) == uuid.UUID(source_id).bytes
+    assert ledger_key({**first, "attempt": 0}) == ledger_key(first)
+    assert len({ledger_key({**first, "attempt": attempt}) for attempt in range(4)}) == 4
+    ledger.record([ledger_key(first)])
+    assert ledger.next_attempt(source_id) == 1
+    ledger.record([ledger_key({**first, "attempt": 1}), ledger_key({**first, "attempt": 2})])
+    assert ledger.next_attempt(source_id) == 3
+
+
+def test_chunks_recorded_at_once_share_appends_and_every_key_is_stored(container: ContainerClient) -> None:
+    clock = Clock()
+    ledger = SubmissionLedger(container, WINDOW, clock)
+    chunks = [keys(20) for _ in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(ledger.record, chunks))
+    reader = SubmissionLedger(container, WINDOW, clock)
+    reader.refresh()
+    assert all(key in reader for chunk in chunks for key in chunk)
+    properties = container.get_blob_client(slot_name(slot_start(START))).get_blob_properties()
+    assert properties.size == 16 * 20 * 16
+    assert 1 <= properties.append_blob_committed_block_count <= 16
+
+
+def test_a_refused_append_reaches_every_chunk_that_shared_it(azurite: Azurite, unique_name: str) -> None:
+    # An invalid container name: storage refuses the append, and the chunk must hear it (its caller logs it).
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    ledger = SubmissionLedger(service.get_container_client(f"{unique_name}--bad"), WINDOW, Clock())
+    chunk = keys(1)
+    with pytest.raises(HttpResponseError):
+        ledger.record(chunk)
+    assert chunk[0] not in ledger

@@ -100,7 +100,7 @@ def notification_text(error_code: str = "BadRequest_InvalidMapping", blob: str =
 
 
 def trigger(services: Services, body: str, message_id: str) -> bool:
-    """What the failure queue trigger does with one message: the log record, then the sinks."""
+    """The log record, then the sinks: what `alert_once` does with these notifications, which name no blob version."""
     alert = raise_alert(body, services, queue_name=services.settings.failures_queue, message_id=message_id, dequeue_count=1)
     return deliver(alert, services)
 

@@ -20,6 +20,8 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from azure.core.exceptions import AzureError
+
 from shared.alert_markers import DELIVERED, LOGGED, marker_key
 from shared.alerts import build_alert, log_alert
 from shared.digest import DigestBook
@@ -41,8 +43,7 @@ def alert_once(body: str, services: Services, *, message_id: str, dequeue_count:
     settings = services.settings
     alert = build_alert(body, queue_name=settings.failures_queue, message_id=message_id, dequeue_count=dequeue_count)
     key = marker_key(alert.notification) if alert.notification is not None else None
-    markers = services.alert_markers
-    state = markers.state(key) if key else None
+    state = _marker_state(services, key) if key else None
     if state == DELIVERED:
         logger.info(
             "failure notification %s repeats an alert already raised (%s for blob %s, source id %s): dropped",
@@ -55,11 +56,29 @@ def alert_once(body: str, services: Services, *, message_id: str, dequeue_count:
     if state != LOGGED:
         log_alert(alert)
         if key and configured_sink(settings) is not None:
-            markers.mark(key, LOGGED)
+            _mark(services, key, LOGGED)
     deliver(alert, services)
     if key:
-        markers.mark(key, DELIVERED)
+        _mark(services, key, DELIVERED)
     return alert
+
+
+def _marker_state(services: Services, key: str) -> str | None:
+    """The marker's state; None when storage cannot tell, since an alert twice beats no alert."""
+    try:
+        return services.alert_markers.state(key)
+    except AzureError as error:
+        logger.warning(
+            "alert marker %s not readable (%s): alerting, though it may repeat an earlier alert", key, type(error).__name__
+        )
+        return None
+
+
+def _mark(services: Services, key: str, state: str) -> None:
+    try:
+        services.alert_markers.mark(key, state)
+    except AzureError as error:
+        logger.warning("alert marker %s not written (%s): a repeat of this failure will alert again", key, type(error).__name__)
 
 
 def _digest_book(services: Services) -> DigestBook:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.storage.blob import BlobServiceClient
 
-from devhost.processes import Azurite, Emulator
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
 from shared import schemas
 from shared.alert_markers import AlertMarkers, marker_key
 from shared.alerts import ALERT_KEY
@@ -120,3 +122,16 @@ def test_markers_expire_after_the_window_and_housekeeping_deletes_them(services:
     assert container.get_blob_client(key).exists()
     assert later.forget_expired() == 1
     assert not container.get_blob_client(key).exists()
+
+
+def test_a_marker_store_that_cannot_be_reached_still_alerts(services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    nowhere = BlobServiceClient(
+        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        retry_total=0,
+    )
+    unreachable = replace(services, alert_markers=AlertMarkers(nowhere.get_container_client("state"), 3600))
+    assert alert_once(notification(), unreachable, message_id="m1", dequeue_count=1) is not None
+    assert len(alert_records(caplog)) == 1
+    assert "not readable" in caplog.text and "not written" in caplog.text

@@ -9,14 +9,14 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobClient
+from azure.storage.blob import BlobClient, BlobServiceClient
 from azure.storage.queue import QueueClient
 
-from devhost.processes import Azurite, Emulator
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
 from shared import schemas
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
@@ -24,6 +24,7 @@ from shared.redaction import plain_blob_url
 from shared.services import Services
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
+from shared.submission_ledger import SubmissionLedger
 from tests.integration import outcome_helpers
 from tests.integration.outcome_helpers import emulator_call
 
@@ -182,6 +183,21 @@ def test_a_resubmission_after_a_transient_failure_is_not_taken_for_a_duplicate(p
     assert (report.submitted, report.duplicates) == (1, 0)
     records = pipeline.tracking_records()
     assert [blob["pending"].get("attempt", 0) for record in records for blob in record["blobs"]] == [0, 1]
+
+
+def test_a_ledger_that_cannot_be_reached_never_holds_a_blob_back(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
+    nowhere = BlobServiceClient(
+        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        retry_total=0,
+    )
+    unreachable = replace(pipeline.services, ledger=SubmissionLedger(nowhere.get_container_client("state"), 3600))
+    pipeline.stage("anyway.csv")
+    report = submit_pending_blobs(unreachable)
+    assert (report.submitted, report.deferred) == (1, 0)
+    assert "submission ledger not readable" in caplog.text
+    assert "not written to the submission ledger" in caplog.text
+    assert pipeline.pending_left() == 0
 
 
 def test_an_empty_queue_is_a_quiet_run(pipeline: Pipeline) -> None:

@@ -2,7 +2,8 @@
 
 The same run as `make soak` (`bench.soak.run_soak`) at a size that fits the test suite. Only correctness
 is asserted: exactly-once ingestion per blob, one alert per malformed blob, no alert about a good blob,
-every queue drained. How long it took is never checked.
+every queue drained. How long it took is never checked; the settle limit leaves room for a tracker lease
+(120 s) that the killed host held when it died.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_blobs_survive_faults_and_a_crash_exactly_once(tmp_path: Path) -> None:
-    result = run_soak(SoakConfig(blobs=300, kills=1, settle_timeout=150, work_dir=tmp_path), log=lambda _line: None)
+    result = run_soak(SoakConfig(blobs=300, kills=1, settle_timeout=180, work_dir=tmp_path), log=lambda _line: None)
     assert result.kills, "the local host was never killed"
     assert result.lost == [], f"well-formed blobs lost: {result.lost[:10]}"
     assert result.duplicated == {}, f"blobs ingested more than once: {result.duplicated}"

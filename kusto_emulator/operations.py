@@ -67,7 +67,8 @@ class OperationStore:
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        self._queue: queue.Queue[tuple[Operation, asyncio.Future, asyncio.AbstractEventLoop] | None] = queue.Queue()
+        # SimpleQueue: its put never waits on a lock the writer thread may hold, so the event loop is not held up.
+        self._queue: queue.SimpleQueue[tuple[Operation, asyncio.Future, asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="operation-writer", daemon=True)
         self._writer.start()
 

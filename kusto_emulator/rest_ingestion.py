@@ -1,6 +1,6 @@
 """The REST queued-ingestion API ("v2"): submit, status, configuration, plus the auth metadata route.
 
-The POST path stays light, as a real DM's does: validate the body against the contract, check the target
+The POST path stays light, as a real DM's does: validate the body against the contract (`ingest_request.py`), check the target
 table, persist the operation (group commit) and hand each blob to the worker. Everything else happens in
 the background, and the status route reports it.
 
@@ -11,37 +11,29 @@ the two disagree and extra keys are harmless to clients of either.
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import time
 from datetime import datetime
-from functools import cache
-from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shared.redaction import redact
-
 from .bodies import read_json_body
 from .catalog import utc_now
 from .errors import BadRequest, OperationNotFound
 from .ids import new_operation_id, random_uuid
+from .ingest_request import request_validator, validate_request
 from .names import validate_entity_name
 from .operations import BlobRef, Operation
 from .state import EmulatorState
-from .storage import container_sas_url, split_credential
+from .storage import container_sas_url
 from .worker import IngestionJob
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_PATH = Path(__file__).parent / "schemas" / "ingest-request.schema.json"
 TEMP_CONTAINER = "emulator-ingest-temp"
 REFRESH_SECONDS = 3600
 # Public-cloud values the Python SDK would fall back to anyway; served so it needs no 404 path.
@@ -58,47 +50,9 @@ AUTH_METADATA = {
 }
 
 
-@cache
-def _base_schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
-
-
-def request_validator(max_blobs: int) -> Draft202012Validator:
-    """The IngestRequest validator, with `maxItems` of blobs set to the configured maxBlobsPerBatch."""
-    schema = copy.deepcopy(_base_schema())
-    schema["properties"]["blobs"]["maxItems"] = max_blobs
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
 def kusto_time(value: datetime) -> str:
     """ISO 8601 UTC with 7 fractional digits, as .NET (and so Kusto) writes it."""
     return value.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
-
-
-def validate_request(validator: Draft202012Validator, body: Any, max_blobs: int) -> None:
-    """Schema check, then the rules the contract cannot express: distinct blob URLs, one kind of mapping."""
-    error = best_match(validator.iter_errors(body))
-    if error is not None:
-        location = error.json_path
-        if error.validator == "maxItems" and list(error.path) == ["blobs"]:
-            raise BadRequest(
-                f"the request has {len(body['blobs'])} blobs; at most {max_blobs} are allowed per request "
-                "(ingestionSettings.maxBlobsPerBatch in /v1/rest/ingestion/configuration)"
-            )
-        if error.validator == "enum" and list(error.path) == ["properties", "format"]:
-            raise BadRequest(f"$.properties.format: unknown format {error.instance!r}", code="BadRequest_FormatNotSupported")
-        raise BadRequest(redact(f"{location}: {error.message}"))
-    seen: set[str] = set()
-    for index, blob in enumerate(body["blobs"]):
-        plain = split_credential(blob["url"])[0]
-        if plain in seen:
-            raise BadRequest(f"$.blobs[{index}].url: '{plain}' appears more than once in the request")
-        seen.add(plain)
-    properties = body["properties"]
-    if properties.get("ingestionMapping") and properties.get("ingestionMappingReference"):
-        raise BadRequest(
-            "$.properties: set ingestionMapping or ingestionMappingReference, not both", code="BadRequest_DuplicateMapping"
-        )
 
 
 def status_body(state: EmulatorState, database: str, table: str, operation_id: str, details: bool) -> dict[str, Any]:
@@ -154,15 +108,15 @@ def routes(state: EmulatorState) -> list[Route]:
         database = validate_entity_name("database", request.path_params["database"])
         table = validate_entity_name("table", request.path_params["table"])
         body = await read_json_body(request, state.config.max_body_bytes)
-        validate_request(validator, body, state.config.max_blobs_per_batch)
+        urls = validate_request(validator, body, state.config.max_blobs_per_batch)
         state.use_database(database)
         state.catalog.require_table(database, table)
         properties = body["properties"]
         tracked = bool(properties.get("enableTracking"))
-        blobs = []
-        for blob in body["blobs"]:
-            plain, credential = split_credential(blob["url"])
-            blobs.append(BlobRef(plain, credential, blob.get("sourceId") or random_uuid(), blob.get("rawSize")))
+        blobs = [
+            BlobRef(plain, credential, blob.get("sourceId") or random_uuid(), blob.get("rawSize"))
+            for blob, (plain, credential) in zip(body["blobs"], urls, strict=True)
+        ]
         operation = Operation(new_operation_id(), database, table, tracked, utc_now(), properties, tuple(blobs))
         await state.operations.record(operation)
         for index, blob in enumerate(operation.blobs):

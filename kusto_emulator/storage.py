@@ -39,9 +39,11 @@ def split_credential(url: str) -> tuple[str, str]:
 
     The plain URL is what may be logged and stored in statuses; the credential is kept apart.
     """
-    query_at = url.find("?")
-    suffix_at = url.find(";", url.find("://") + 3 if "://" in url else 0)
-    cut = min(i for i in (query_at, suffix_at, len(url)) if i >= 0)
+    scheme_end = url.find("://")
+    cut = len(url)
+    for at in (url.find("?"), url.find(";", scheme_end + 3 if scheme_end >= 0 else 0)):
+        if 0 <= at < cut:
+            cut = at
     return url[:cut], url[cut:]
 
 

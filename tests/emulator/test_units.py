@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import copy
+import uuid
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 
 from kusto_emulator.catalog_commands import entity, string_literal
 from kusto_emulator.config import EmulatorConfig
 from kusto_emulator.errors import BadRequest, IngestionError, is_permanent
 from kusto_emulator.faults import Faults
+from kusto_emulator.ids import random_uuid
+from kusto_emulator.ingest_request import BlobShape, _base_schema
 from kusto_emulator.mappings import ColumnMapping, parse_mapping, parse_path
 from kusto_emulator.rest_ingestion import request_validator, validate_request
 from kusto_emulator.storage import split_credential
@@ -95,3 +101,53 @@ def test_request_checks_name_the_json_path():
     with pytest.raises(BadRequest, match="at most 2"):
         validate_request(validator, {"blobs": [{"url": "a"}, {"url": "b"}, {"url": "c"}], "properties": {"format": "csv"}}, 2)
     validate_request(validator, {"blobs": [{"url": "a", "rawSize": None}], "properties": {"format": "json", "tags": None}}, 2)
+
+
+def validator_schema(max_blobs: int) -> dict:
+    schema = copy.deepcopy(_base_schema())
+    schema["properties"]["blobs"]["maxItems"] = max_blobs
+    return schema
+
+
+@pytest.mark.parametrize(
+    "blob",
+    [
+        {"url": "u"},
+        {"url": "u", "sourceId": None, "rawSize": None, "other": [1]},
+        {"url": "u", "rawSize": 0},
+        {"url": "u", "rawSize": 5.0},
+        {"url": "u", "rawSize": -1},
+        {"url": "u", "rawSize": True},
+        {"url": "u", "rawSize": "5"},
+        {"url": ""},
+        {"url": 7},
+        {"url": None},
+        {"sourceId": "s"},
+        {"url": "u", "sourceId": 3},
+        ["u"],
+        "u",
+        None,
+    ],
+)
+def test_fast_blob_check_never_accepts_what_the_schema_refuses(blob):
+    validator = request_validator(20)
+    body = {"blobs": [{"url": "first"}, blob], "properties": {"format": "csv"}}
+    schema_error = best_match(Draft202012Validator(validator_schema(20)).iter_errors(body))
+
+    error = validator.first_error(body)
+
+    assert (error is None) == (schema_error is None)
+    if error is not None:
+        assert (error.json_path, error.message) == (schema_error.json_path, schema_error.message)
+
+
+def test_fast_blob_check_refuses_a_schema_it_does_not_understand():
+    with pytest.raises(ValueError, match="pattern"):
+        BlobShape({"type": "object", "properties": {"url": {"type": "string", "pattern": "^https://"}}})
+
+
+def test_random_uuids_are_version_4_rfc_4122():
+    for _ in range(2000):
+        text = random_uuid()
+        value = uuid.UUID(text)
+        assert (value.version, value.variant, str(value)) == (4, uuid.RFC_4122, text)

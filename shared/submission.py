@@ -141,7 +141,7 @@ class _Drain:
         concurrency = self._settings.submit_concurrency
         round_limit = max(PAGE_SIZE, batch_size * concurrency)
         slots = threading.Semaphore(concurrency)
-        self._refresh_ledger()
+        ledger_read = False
         # The deleter is shut down last: chunks still running on the pool use it until the pool is done.
         with (
             ThreadPoolExecutor(max_workers=DELETE_THREADS, thread_name_prefix="settle") as self._deleter,
@@ -153,6 +153,9 @@ class _Drain:
                     break
                 messages = self._receive(round_limit)
                 self.report.received += len(messages)
+                if messages and not ledger_read:
+                    self._refresh_ledger()  # not before: a run that finds the queue empty needs no ledger
+                    ledger_read = True
                 items = [item for item in map(self._triage, messages) if item is not None]
                 for chunk in make_chunks(items, batch_size):
                     slots.acquire()

@@ -14,8 +14,8 @@ for the tracker's deliberate resubmission after a transient failure uuid5(source
 never taken for a duplicate of the first attempt.
 
 Cost: at most one append per accepted chunk, fewer when chunks finish together (group commit). A drain
-starts with one listing of the slots (their sizes), and reads only what other workers appended since it
-last looked (a cold worker reads the whole window once). Housekeeping deletes slots older than
+that receives messages lists the slots once (their sizes) and reads only what other workers appended since
+it last looked (a cold worker reads the whole window once). Housekeeping deletes slots older than
 DUPLICATE_WINDOW_SECONDS.
 
 What it cannot close: a worker that dies after Kusto accepted a chunk but before the append (one storage

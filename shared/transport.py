@@ -1,4 +1,4 @@
-"""The HTTP transport of the app's own storage and Kusto clients: requests, with its environment read once per host.
+"""The HTTP transport of the app's storage, Kusto and webhook clients: requests, with its environment read once per host.
 
 With `trust_env` on (azure-core's default), requests rescans the whole process environment on every
 request, for HTTP(S)_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE: about 0.2 ms of CPU per request with 35
@@ -9,7 +9,8 @@ The environment does not change while a worker runs, so `EnvironmentOnceTranspor
 function (`get_environ_proxies`, which applies NO_PROXY) once per scheme and host and hands the answer to
 every later request there; the CA bundle is read once at construction. Proxies and CA bundle therefore
 behave as before. The one lookup dropped is requests' `.netrc` one: every storage and Kusto request carries
-its own Authorization header, which a netrc entry would only have replaced.
+its own Authorization header, which a netrc entry would only have replaced, and an alert webhook's URL
+carries its own key.
 """
 
 from __future__ import annotations

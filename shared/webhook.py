@@ -31,6 +31,7 @@ from azure.core.rest import HttpRequest
 
 from shared.redaction import redact
 from shared.settings import Settings
+from shared.transport import EnvironmentOnceTransport
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,9 @@ class WebhookSink:
             UserAgentPolicy(base_user_agent=USER_AGENT),
             RetryPolicy(retry_total=RETRY_TOTAL, retry_backoff_factor=RETRY_BACKOFF_SECONDS, retry_backoff_max=30),
         ]
-        self._client: PipelineClient = PipelineClient(base_url=url, policies=policies, transport=transport)
+        self._client: PipelineClient = PipelineClient(
+            base_url=url, policies=policies, transport=transport or EnvironmentOnceTransport()
+        )
 
     def body(self, alert: AlertContent) -> bytes:
         return encode_body(PAYLOADS[self._format](alert))

@@ -25,11 +25,15 @@ from shared.tracking import TrackingReport, poll_operations
 DATABASE = "OutcomeDb"
 
 
-def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
-    """Services on Azurite + the emulator with queues and containers unique to one test."""
-    values = {
+NO_KUSTO = "http://127.0.0.1:9"
+"""A Kusto endpoint for tests that never reach Kusto (nothing listens on port 9)."""
+
+
+def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str) -> dict[str, str]:
+    """App settings on Azurite with containers and queues unique to one test (`prefix`), no Kusto token."""
+    return {
         "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": emulator.url,
+        "KUSTO_INGEST_URI": kusto_uri,
         "KUSTO_CREDENTIAL": "none",
         "BLOB_ACCESS": "account_key_sas",
         "STAGING_CONTAINER": f"{prefix}-staging",
@@ -37,11 +41,14 @@ def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides
         "FAILURES_QUEUE": f"{prefix}-failures",
         "TRACKING_QUEUE": f"{prefix}-tracking",
         "STATE_CONTAINER": f"{prefix}-state",
-        "TRACKING_POLL_INITIAL_SECONDS": "1",
-        "TRACKING_POLL_MAX_SECONDS": "1",
         **overrides,
     }
-    services = build_services(load_settings(values))
+
+
+def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
+    """Services on Azurite + the emulator with queues and containers unique to one test."""
+    polls = {"TRACKING_POLL_INITIAL_SECONDS": "1", "TRACKING_POLL_MAX_SECONDS": "1"}
+    services = build_services(load_settings(app_settings(azurite, emulator.url, prefix, **(polls | overrides))))
     ensure_queues(services)
     with contextlib.suppress(ResourceExistsError):
         services.blob_service.create_container(services.settings.staging_container)

@@ -18,24 +18,14 @@ from shared.notifications import failure_notification
 from shared.recorder import record_blob
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
+from tests.integration.outcome_helpers import NO_KUSTO, app_settings
 
 SIGNATURE = "c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
 
 
 @pytest.fixture
 def services(azurite: Azurite, unique_name: str) -> Iterator[Services]:
-    settings = load_settings(
-        {
-            "StagingStorage": azurite.connection_string,
-            "KUSTO_INGEST_URI": "http://127.0.0.1:9",
-            "KUSTO_CREDENTIAL": "none",
-            "STAGING_CONTAINER": unique_name,
-            "PENDING_QUEUE": f"{unique_name}-pending",
-            "FAILURES_QUEUE": f"{unique_name}-failures",
-            "TRACKING_QUEUE": f"{unique_name}-tracking",
-            "STATE_CONTAINER": f"{unique_name}-state",
-        }
-    )
+    settings = load_settings(app_settings(azurite, NO_KUSTO, unique_name, STAGING_CONTAINER=unique_name))
     built = build_services(settings)
     ensure_queues(built)
     built.blob_service.create_container(unique_name)

@@ -18,6 +18,7 @@ from devhost.processes import Azurite, Emulator
 from shared import schemas, services
 from shared.notifications import failure_notification
 from shared.storage import decode_message
+from tests.integration.outcome_helpers import app_settings
 from tests.integration.test_submission import DATABASE, emulator_call, row_count, wait_for
 from tests.unit.test_function_app import import_function_app
 
@@ -27,18 +28,7 @@ def environment(
     azurite: Azurite, emulator: Emulator, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[dict[str, str]]:
     """App settings for one test in the process environment, as the worker has them; a fresh services cache."""
-    values = {
-        "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": emulator.url,
-        "KUSTO_CREDENTIAL": "none",
-        "BLOB_ACCESS": "account_key_sas",
-        "BLOB_TRIGGER_SOURCE": "LogsAndContainerScan",
-        "STAGING_CONTAINER": f"{unique_name}-staging",
-        "PENDING_QUEUE": f"{unique_name}-pending",
-        "FAILURES_QUEUE": f"{unique_name}-failures",
-        "TRACKING_QUEUE": f"{unique_name}-tracking",
-        "STATE_CONTAINER": f"{unique_name}-state",
-    }
+    values = app_settings(azurite, emulator.url, unique_name, BLOB_TRIGGER_SOURCE="LogsAndContainerScan")
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     services._process_services.cache_clear()

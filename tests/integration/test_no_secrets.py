@@ -26,6 +26,7 @@ from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
 from shared.submission import submit_pending_blobs
+from tests.integration.outcome_helpers import NO_KUSTO, app_settings
 from tests.unit.kusto_fakes import ScriptedTransport, answer, one_api_error
 
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2t1c3RvIn0.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
@@ -52,15 +53,7 @@ def services(azurite: Azurite, unique_name: str) -> Iterator[Services]:
     built: list[Services] = []
 
     def make(*script: Any) -> Services:
-        values = {
-            "StagingStorage": azurite.connection_string,
-            "KUSTO_INGEST_URI": "http://127.0.0.1:9",
-            "KUSTO_CREDENTIAL": "managedidentity",
-            "BLOB_ACCESS": "account_key_sas",
-            "PENDING_QUEUE": f"{unique_name}-pending",
-            "FAILURES_QUEUE": f"{unique_name}-failures",
-            "TRACKING_QUEUE": f"{unique_name}-tracking",
-        }
+        values = app_settings(azurite, NO_KUSTO, unique_name, KUSTO_CREDENTIAL="managedidentity")
         configuration = answer(
             200, {"ingestionSettings": {"maxBlobsPerBatch": 20}, "containerSettings": {"refreshInterval": "01:00:00"}}
         )

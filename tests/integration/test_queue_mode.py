@@ -41,6 +41,7 @@ from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
 from shared.submission import submit_pending_blobs
+from tests.integration.outcome_helpers import app_settings
 
 DATABASE = "QueueModeDb"
 RESOURCES = "get_ingestion_resources"
@@ -177,21 +178,16 @@ def queue_emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -
 @pytest.fixture
 def queue_mode(azurite: Azurite, queue_emulator: Emulator, unique_name: str) -> Iterator[QueueMode]:
     settings = load_settings(
-        {
-            "StagingStorage": azurite.connection_string,
-            "KUSTO_INGEST_URI": queue_emulator.url,
-            "KUSTO_CREDENTIAL": "none",
-            "BLOB_ACCESS": "account_key_sas",
-            "SUBMISSION_MODE": "queue",
-            "STAGING_CONTAINER": f"{unique_name}-staging",
-            "PENDING_QUEUE": f"{unique_name}-pending",
-            "FAILURES_QUEUE": f"{unique_name}-failures",
-            "TRACKING_QUEUE": f"{unique_name}-tracking",
-            "PENDING_VISIBILITY_TIMEOUT_SECONDS": "5",
-            "DRAIN_TIME_BUDGET_SECONDS": "30",
-            "MAX_BLOBS_PER_BATCH": "4",
-            "SUBMIT_CONCURRENCY": "2",
-        }
+        app_settings(
+            azurite,
+            queue_emulator.url,
+            unique_name,
+            SUBMISSION_MODE="queue",
+            PENDING_VISIBILITY_TIMEOUT_SECONDS="5",
+            DRAIN_TIME_BUDGET_SECONDS="30",
+            MAX_BLOBS_PER_BATCH="4",
+            SUBMIT_CONCURRENCY="2",
+        )
     )
     clock = FakeClock()
     client = ScriptedDataManagement(settings, None)

@@ -20,6 +20,7 @@ from shared import recorder, routing, schemas
 from shared.recorder import record_blob
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
+from tests.integration.outcome_helpers import NO_KUSTO, app_settings
 
 RULES = [
     {
@@ -62,18 +63,7 @@ class Staging:
 
 
 def make_staging(azurite: Azurite, name: str, **settings: str) -> Staging:
-    values = {
-        "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": "http://127.0.0.1:9",
-        "KUSTO_CREDENTIAL": "none",
-        "STAGING_CONTAINER": name,
-        "PENDING_QUEUE": f"{name}-pending",
-        "FAILURES_QUEUE": f"{name}-failures",
-        "TRACKING_QUEUE": f"{name}-tracking",
-        "STATE_CONTAINER": f"{name}-state",
-        **settings,
-    }
-    services = build_services(load_settings(values))
+    services = build_services(load_settings(app_settings(azurite, NO_KUSTO, name, STAGING_CONTAINER=name, **settings)))
     ensure_queues(services)
     services.blob_service.create_container(name)
     return Staging(azurite, services, name)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,6 +19,7 @@ from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, f
 from shared import schemas
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
+from shared.recorder import source_id
 from shared.redaction import plain_blob_url
 from shared.services import Services
 from shared.storage import decode_message
@@ -71,7 +71,7 @@ class Pipeline:
             "blobName": blob.blob_name,
             "etag": etag,
             "size": size,
-            "sourceId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{etag}")),
+            "sourceId": source_id(url, etag),
             "database": DATABASE,
             "table": table or self.table,
             "properties": {"format": "csv", **properties},

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from shared.batching import TRACKING_RECORD_BYTES, canonical_properties, make_chunks
+from shared.recorder import source_id
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ def item(
         {
             "blobUrl": url,
             "blobName": name,
-            "sourceId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{url}#{etag}")),
+            "sourceId": source_id(url, etag),
             "database": database,
             "table": table,
             "properties": {"format": "csv", **properties},

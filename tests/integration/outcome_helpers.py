@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -121,3 +123,42 @@ def blob_names(services: Services, container: str) -> list[str]:
     if not client.exists():
         return []
     return sorted(blob.name for blob in client.list_blobs())
+
+
+class Receiver:
+    """A webhook receiver on a free port: answers 500 `failures` times, then 200; keeps what it accepted."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.accepted: list[tuple[bytes, dict[str, str]]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.failures > 0:
+                    receiver.failures -= 1
+                    self.send_response(500)
+                else:
+                    receiver.accepted.append((body, dict(self.headers)))
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+    def bodies(self) -> list[dict]:
+        return [json.loads(body) for body, _ in self.accepted]

@@ -20,17 +20,9 @@ from shared.notifications import failure_notification
 from shared.services import Services
 from shared.sinks import alert_once
 from shared.webhook import WebhookError
-from tests.integration.outcome_helpers import make_services
-from tests.integration.test_sinks_webhook_digest import Receiver
+from tests.integration.outcome_helpers import Receiver, make_services
 
 SOURCE_ID = "4f0b4a3e-8d7c-5c55-9f2a-6c1d2e3f4a5b"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -6,11 +6,8 @@ import hashlib
 import hmac
 import json
 import logging
-import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,55 +19,9 @@ from shared.notifications import failure_notification
 from shared.services import Services
 from shared.sinks import deliver, flush_digests
 from shared.webhook import SIGNATURE_HEADER, WebhookError
-from tests.integration.outcome_helpers import make_services
+from tests.integration.outcome_helpers import Receiver, make_services
 
 SECRET = "hook-secret"
-
-
-class Receiver:
-    """A webhook receiver on a free port: answers 500 `failures` times, then 200; keeps what it accepted."""
-
-    def __init__(self) -> None:
-        self.failures = 0
-        self.accepted: list[tuple[bytes, dict[str, str]]] = []
-        self.attempts = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.attempts += 1
-                if receiver.failures > 0:
-                    receiver.failures -= 1
-                    self.send_response(500)
-                else:
-                    receiver.accepted.append((body, dict(self.headers)))
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-    def bodies(self) -> list[dict]:
-        return [json.loads(body) for body, _ in self.accepted]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.stop()
 
 
 def services_for(azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver, **overrides: str) -> Services:

@@ -12,9 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobClient
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 
-from devhost.processes import Azurite, Emulator
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
 from shared import schemas
 from shared.recorder import record_blob
 from shared.services import Services, build_services, ensure_queues
@@ -45,6 +45,16 @@ def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str
         "STATE_CONTAINER": f"{prefix}-state",
         **overrides,
     }
+
+
+def unreachable_container() -> ContainerClient:
+    """A container client for a storage endpoint nobody listens on, failing at once (no retries)."""
+    nowhere = BlobServiceClient(
+        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
+        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
+        retry_total=0,
+    )
+    return nowhere.get_container_client("state")
 
 
 def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:

@@ -9,9 +9,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobServiceClient
 
-from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
+from devhost.processes import Azurite, Emulator
 from shared import schemas
 from shared.alert_markers import AlertMarkers, marker_key
 from shared.alerts import ALERT_KEY
@@ -20,7 +19,7 @@ from shared.notifications import failure_notification
 from shared.services import Services
 from shared.sinks import alert_once
 from shared.webhook import WebhookError
-from tests.integration.outcome_helpers import Receiver, make_services
+from tests.integration.outcome_helpers import Receiver, make_services, unreachable_container
 
 SOURCE_ID = "4f0b4a3e-8d7c-5c55-9f2a-6c1d2e3f4a5b"
 
@@ -118,12 +117,7 @@ def test_markers_expire_after_the_window_and_housekeeping_deletes_them(services:
 
 def test_a_marker_store_that_cannot_be_reached_still_alerts(services: Services, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    nowhere = BlobServiceClient(
-        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
-        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
-        retry_total=0,
-    )
-    unreachable = replace(services, alert_markers=AlertMarkers(nowhere.get_container_client("state"), 3600))
+    unreachable = replace(services, alert_markers=AlertMarkers(unreachable_container(), 3600))
     assert alert_once(notification(), unreachable, message_id="m1", dequeue_count=1) is not None
     assert len(alert_records(caplog)) == 1
     assert "not readable" in caplog.text and "not written" in caplog.text

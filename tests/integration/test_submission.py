@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
-from azure.storage.blob import BlobClient, BlobServiceClient
+from azure.storage.blob import BlobClient
 from azure.storage.queue import QueueClient
 
-from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
+from devhost.processes import Azurite, Emulator
 from shared import schemas
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
@@ -26,7 +26,7 @@ from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
 from shared.submission_ledger import SubmissionLedger
 from tests.integration import outcome_helpers
-from tests.integration.outcome_helpers import emulator_call
+from tests.integration.outcome_helpers import emulator_call, unreachable_container
 
 DATABASE = "SubmitDb"
 
@@ -186,12 +186,7 @@ def test_a_resubmission_after_a_transient_failure_is_not_taken_for_a_duplicate(p
 
 
 def test_a_ledger_that_cannot_be_reached_never_holds_a_blob_back(pipeline: Pipeline, caplog: pytest.LogCaptureFixture) -> None:
-    nowhere = BlobServiceClient(
-        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
-        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
-        retry_total=0,
-    )
-    unreachable = replace(pipeline.services, ledger=SubmissionLedger(nowhere.get_container_client("state"), 3600))
+    unreachable = replace(pipeline.services, ledger=SubmissionLedger(unreachable_container(), 3600))
     pipeline.stage("anyway.csv")
     report = submit_pending_blobs(unreachable)
     assert (report.submitted, report.deferred) == (1, 0)

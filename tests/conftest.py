@@ -11,6 +11,12 @@ import pytest
 from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak goes first: it is the longest test (two minutes when the killed host held a tracker lease),
+    so starting it at once lets the other worker run the rest of the suite beside it."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/soak/"))
+
+
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """One Azurite for the whole run (blob, queue, table) on free ports; tests use unique names."""

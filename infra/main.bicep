@@ -199,7 +199,7 @@ param housekeepingSchedule string = '0 * * * * *'
 @maxValue(604800)
 param alertDigestWindowSeconds int = 900
 
-@description('How long a submitted blob version and a raised alert are remembered, so a repeat is dropped; at least pendingVisibilityTimeoutSeconds (DUPLICATE_WINDOW_SECONDS).')
+@description('How long a submitted blob version and a raised alert are remembered, so a repeat is dropped; at least pendingVisibilityTimeoutSeconds and drainTimeBudgetSeconds + 60 (DUPLICATE_WINDOW_SECONDS).')
 @minValue(300)
 @maxValue(604800)
 param duplicateWindowSeconds int = 3600

@@ -2,9 +2,10 @@
 
 A failed request is either *transient* (throttling, a server error, a timeout, a dropped connection: the
 same request may succeed later, so the blobs wait in the pending queue) or *permanent* (the request itself
-is wrong: retrying cannot help, so every blob becomes a failure notification). Kusto answers 4xx/5xx with a
-OneApi body (`{"error": {"code", "message", "@message", "@permanent", ...}}`); it is parsed here once.
-Every message is redacted: an error body may echo a blob URL with its SAS.
+is wrong: retrying cannot help, so every blob becomes a failure notification). A transient failure with no
+answer at all is *uncertain*: the request may have reached Kusto, which the submission ledger must know.
+Kusto answers 4xx/5xx with a OneApi body (`{"error": {"code", "message", "@message", "@permanent", ...}}`),
+parsed here once. Every message is redacted: an error body may echo a blob URL with its SAS.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class TransientKustoError(KustoError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class UncertainKustoError(TransientKustoError):
+    """The request went out and no answer came back (a read timeout, a dropped connection): Kusto may have taken it."""
 
 
 class KustoAuthError(TransientKustoError):

@@ -25,12 +25,20 @@ from typing import Any
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, ClientAuthenticationError, ServiceRequestTimeoutError, ServiceResponseTimeoutError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceRequestTimeoutError,
+    ServiceResponseTimeoutError,
+)
+from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import (
     BearerTokenCredentialPolicy,
     HeadersPolicy,
     HttpLoggingPolicy,
     RetryPolicy,
+    SansIOHTTPPolicy,
     UserAgentPolicy,
 )
 from azure.core.pipeline.transport import HttpTransport
@@ -38,7 +46,14 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from shared import schemas
-from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError, error_from_response
+from shared.kusto_errors import (
+    KustoAuthError,
+    KustoError,
+    PermanentKustoError,
+    TransientKustoError,
+    UncertainKustoError,
+    error_from_response,
+)
 from shared.names import InvalidNameError, check_entity_name, quote_path_segment
 from shared.notifications import utc_now_iso
 from shared.redaction import plain_blob_url, redact
@@ -208,6 +223,36 @@ HTTP_LOGGER = logging.getLogger(f"{__name__}.http")
 HTTP_LOGGER.setLevel(logging.WARNING)
 
 
+class _AnswerWatch:
+    """Whether the last try of one call went out and got no answer (filled in by `_WatchAnswers`)."""
+
+    OPTION = "answer_watch"
+
+    def __init__(self) -> None:
+        self.unanswered = False
+
+
+class _WatchAnswers(SansIOHTTPPolicy):
+    """Marks each try of a call as sent, then as answered, so a failure can tell whether Kusto may have the request.
+
+    azure-core's errors alone cannot: its retry policy raises a response timeout when the call's budget
+    runs out before a retry it never sends. It runs last, just before the transport, once per try.
+    """
+
+    def on_request(self, request: PipelineRequest[Any]) -> None:
+        watch = request.context.options.pop(_AnswerWatch.OPTION, None)  # the transport must not see it
+        if watch is not None:
+            request.context[_AnswerWatch.OPTION] = watch
+        watch = request.context.get(_AnswerWatch.OPTION)
+        if watch is not None:
+            watch.unanswered = True
+
+    def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
+        watch = request.context.get(_AnswerWatch.OPTION)
+        if watch is not None:
+            watch.unanswered = False
+
+
 def kusto_pipeline(
     settings: Settings, credential: TokenCredential | None, transport: HttpTransport | None, retry_policy: RetryPolicy
 ) -> PipelineClient:
@@ -232,6 +277,7 @@ def kusto_pipeline(
         retry_policy,
         BearerTokenCredentialPolicy(credential, settings.kusto_token_scope) if credential is not None else None,
         logging_policy,
+        _WatchAnswers(),
     ]
     return PipelineClient(
         base_url=settings.kusto_ingest_uri,
@@ -255,16 +301,22 @@ def send_json(pipeline: PipelineClient, settings: Settings, request: HttpRequest
     Every failure becomes transient or permanent here, in one place, for the REST client and queue mode alike.
     """
     request.headers["x-ms-client-request-id"] = f"KIC.execute;{uuid.uuid4()}"
+    watch = _AnswerWatch()
     try:
-        response: HttpResponse = pipeline.send_request(request, **options)
+        response: HttpResponse = pipeline.send_request(request, **{_AnswerWatch.OPTION: watch}, **options)
     except ClientAuthenticationError as error:
         raise KustoAuthError(
             f"Kusto {operation}: no token for scope {settings.kusto_token_scope}: {error}; check KUSTO_CREDENTIAL "
             "and MANAGED_IDENTITY_CLIENT_ID"
         ) from None
-    except (ServiceRequestTimeoutError, ServiceResponseTimeoutError) as error:
-        raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
     except AzureError as error:
+        if watch.unanswered and not isinstance(error, ServiceRequestError):
+            raise UncertainKustoError(
+                f"Kusto {operation}: the request went out and no answer came back ({type(error).__name__}: {error}); "
+                "Kusto may have acted on it"
+            ) from None
+        if isinstance(error, (ServiceRequestTimeoutError, ServiceResponseTimeoutError)):
+            raise TransientKustoError(f"Kusto {operation} timed out: {error}") from None
         raise TransientKustoError(f"Kusto {operation} failed: {type(error).__name__}: {error}") from None
     activity_id = response.headers.get("x-ms-activity-id", "")
     text = response.text()

@@ -13,8 +13,9 @@ so the submission timer drains, groups, chunks, retries and poisons exactly as i
 * A queue that answers 403 (its SAS expired) or 404 (it was rotated away) makes the cached resources stale:
   they are fetched again and that message is retried once.
 * If a chunk fails half-way, the messages already posted are deleted again before the error is raised, so
-  the chunk's pending messages reappear without leaving a copy in Kusto's queue (a message Kusto already
-  took cannot be withdrawn; that one is logged, as it may be ingested twice).
+  the chunk's pending messages reappear without leaving a copy in Kusto's queue. A message Kusto already
+  took cannot be withdrawn, and a post that got no answer may have arrived: then the error is uncertain
+  (`UncertainKustoError`), and the drain treats the chunk's blobs as in doubt (`shared.submission`).
 * Kusto gives no operation id for queue messages, so the chunk gets a synthetic one, `queue;<uuid>`; the
   outcome is matched later by each blob's source id, which Kusto echoes as `IngestionSourceId`.
 """
@@ -29,12 +30,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from azure.core.exceptions import AzureError, HttpResponseError
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceResponseError
 from azure.storage.queue import ExponentialRetry, QueueClient, QueueMessage, TextBase64EncodePolicy
 
 from shared import schemas
 from shared.dm_resources import DmResourceCache
-from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError
+from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
 from shared.kusto_rest import BlobSource
 from shared.notifications import utc_now_iso
 from shared.redaction import REDACTED, plain_blob_url, redact
@@ -210,8 +211,9 @@ class QueueSubmitter:
         try:
             for blob, text in zip(blobs, texts, strict=True):
                 posted.append(self._post(blob, text, server_timeout))
-        except (TransientKustoError, PermanentKustoError):
-            self._withdraw(posted)
+        except (TransientKustoError, PermanentKustoError) as error:
+            if not self._withdraw(posted) and not isinstance(error, UncertainKustoError):
+                raise UncertainKustoError(f"{error}; messages already posted for this chunk could not be withdrawn") from None
             raise
         operation = operation_id()
         logger.info("posted %d ingestion messages for %s.%s as %s", len(posted), database, table, operation)
@@ -273,21 +275,31 @@ class QueueSubmitter:
             if status in _REJECTED_STATUS:
                 raise PermanentKustoError(f"{reason}: the message was refused", status_code=status, code=code) from None
             raise TransientKustoError(reason, status_code=status, code=code) from None
+        except ServiceResponseError as error:
+            raise UncertainKustoError(
+                f"ingestion queue {queue} gave no answer to a posted message ({type(error).__name__}: "
+                f"{redact(str(error))}); it may be in the queue"
+            ) from None
         except AzureError as error:
             raise TransientKustoError(
                 f"ingestion queue {queue} unreachable: {type(error).__name__}: {redact(str(error))}"
             ) from None
 
-    def _withdraw(self, posted: Sequence[tuple[QueueClient, QueueMessage]]) -> None:
-        """Delete messages of a failed chunk that were already posted, so the chunk's retry does not double them."""
+    def _withdraw(self, posted: Sequence[tuple[QueueClient, QueueMessage]]) -> bool:
+        """Delete messages of a failed chunk that were already posted, so the chunk's retry does not double them.
+
+        Returns whether every one was withdrawn.
+        """
+        withdrawn = True
         for client, message in posted:
             try:
                 client.delete_message(message)
             except AzureError as error:
+                withdrawn = False
                 logger.warning(
-                    "ingestion message %s could not be withdrawn from %s (%s): Kusto may already have taken it, "
-                    "so its blob may be ingested twice",
+                    "ingestion message %s could not be withdrawn from %s (%s): Kusto may already have taken it",
                     message.id,
                     client.queue_name,
                     type(error).__name__,
                 )
+        return withdrawn

@@ -28,6 +28,7 @@ BLOB_TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
 REPORT_LEVELS = ("FailuresOnly", "None", "FailuresAndSuccesses")
 REPORT_METHODS = ("Queue", "Table", "QueueAndTable")
 WEBHOOK_FORMATS = ("json", "teams", "slack")
+SENDING_LEASE_MARGIN_SECONDS = 60
 
 # Queue names follow Azure's rules: 3-63 characters, lowercase letters, digits and single hyphens.
 _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
@@ -128,6 +129,13 @@ class Settings:
     @property
     def failures_poison_queue(self) -> str:
         return f"{self.failures_queue}-poison"
+
+    @property
+    def sending_lease_seconds(self) -> float:
+        """How long after a drain began sending a chunk it may still be at work on it: every request of a drain
+        ends within its time budget, and the margin covers the storage writes that follow Kusto's answer.
+        A chunk still marked as being sent after that was sent by a worker that died (`shared.submission`)."""
+        return self.drain_time_budget_seconds + SENDING_LEASE_MARGIN_SECONDS
 
     @property
     def tracking_poison_queue(self) -> str:
@@ -467,5 +475,11 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
         raise SettingsError(
             f"DUPLICATE_WINDOW_SECONDS: {settings.duplicate_window_seconds} is below PENDING_VISIBILITY_TIMEOUT_SECONDS "
             f"({settings.pending_visibility_timeout_seconds}); raise it or lower that"
+        )
+    if settings.duplicate_window_seconds < settings.sending_lease_seconds:
+        # A chunk a dead run was sending is judged once its lease has passed: the ledger must still know it then.
+        raise SettingsError(
+            f"DUPLICATE_WINDOW_SECONDS: {settings.duplicate_window_seconds} is below DRAIN_TIME_BUDGET_SECONDS + "
+            f"{SENDING_LEASE_MARGIN_SECONDS} ({settings.sending_lease_seconds:g}); raise it or lower the budget"
         )
     return settings

@@ -23,16 +23,16 @@ Every message ends in exactly one way, and always "new state first, then delete 
   carrying the redacted raw text, then the delete.
 
 A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept
-from Kusto by the submission ledger (`shared.submission_ledger`): an accepted chunk's blob versions are
-appended to it before the tracking record is written, and a message whose blob version the ledger already
-holds (a second pending message from a trigger that fired twice, or a message whose run died after Kusto
-accepted it) is settled as a duplicate: deleted, counted, never sent. What remains is a worker dying in the
-one storage request between Kusto's acceptance and the append; those blobs are submitted again. The app
-does not add per-blob `ingest-by:` tags with `ingestIfNotExists` for that last window: ingestion
-properties apply to a whole request, so per-blob tags would mean one blob per request (20x the requests),
-and every distinct ingest-by tag stays on its extent, slowing each ingestIfNotExists check as tags pile up.
-Every blob carries its deterministic `sourceId` (uuid5 of URL and ETag) into Kusto's operation details, so
-such a duplicate can still be found by source id.
+from Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob versions are marked
+"sending" before its request goes out, then "accepted" (before the tracking record) or "not accepted" (when
+Kusto's answer refused it). A message whose blob version is accepted (a second pending message from a
+trigger that fired twice, or a message whose run died after Kusto accepted it) is settled as a duplicate:
+deleted, counted, never sent. A message whose blob version is still "sending" waits until the sender's
+lease has passed (SENDING_LEASE: the drain budget plus a margin): the sender may be alive. After that the
+sender died, or lost Kusto's answer, with the request possibly in Kusto's hands. Kusto's API cannot say
+whether it was (there is no idempotency key, and `ingest-by:` tags seal every tagged request as its own
+batch), so the blob is submitted again and announced first: a `Submission_InDoubt` notification
+(FailureStatus Unknown) names it, its source id and what to check, so a duplicate is never silent.
 """
 
 from __future__ import annotations
@@ -52,21 +52,24 @@ from azure.storage.queue import QueueMessage
 
 from shared import schemas
 from shared.batching import Chunk, make_chunks
-from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError
+from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError, UncertainKustoError
 from shared.kusto_rest import BlobSource
-from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, pending_blob_fields, utc_now_iso
+from shared.notifications import EXHAUSTED, PERMANENT, UNKNOWN, failure_notification, pending_blob_fields, utc_now_iso
 from shared.redaction import plain_blob_url, redact
 from shared.services import Services
 from shared.storage import QUEUE_TEXT_LIMIT, decode_message
-from shared.submission_ledger import ledger_key
+from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, ledger_key
 
 logger = logging.getLogger(__name__)
+
+_STATE_NAMES = {SENDING: "sending", ACCEPTED: "accepted", NOT_ACCEPTED: "not accepted"}
 
 PAGE_SIZE = 32
 """The most messages one receive request returns (the service refuses 33)."""
 ORIGIN = "submission"
 MALFORMED = "Pending_Malformed"
 TIMED_OUT = "Submission_TimedOut"
+IN_DOUBT = "Submission_InDoubt"
 DEFER_SECONDS = 30
 """How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
 DELETE_THREADS = 16
@@ -86,6 +89,7 @@ class DrainReport:
     malformed: int = 0
     poisoned: int = 0
     timed_out: int = 0
+    in_doubt: int = 0
     out_of_time: bool = False
     blocked_targets: list[str] = field(default_factory=list)
 
@@ -97,6 +101,8 @@ class PendingItem:
     message: QueueMessage
     pending: dict[str, Any]
     text: str
+    in_doubt: bool = False
+    """A run that died (or lost Kusto's answer) was sending this blob version: Kusto may already have it."""
 
     @property
     def size(self) -> int:
@@ -109,7 +115,7 @@ def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = tim
     report = _Drain(services, clock).run()
     logger.info(
         "drain finished: received %d, submitted %d blobs in %d operations, %d duplicates, %d deferred, %d rejected, "
-        "%d malformed, %d poisoned, %d timed out%s",
+        "%d malformed, %d poisoned, %d timed out, %d in doubt%s",
         report.received,
         report.submitted,
         report.operations,
@@ -119,6 +125,7 @@ def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = tim
         report.malformed,
         report.poisoned,
         report.timed_out,
+        report.in_doubt,
         " (time budget spent)" if report.out_of_time else "",
     )
     return report
@@ -170,7 +177,13 @@ class _Drain:
         pager = self._services.pending_queue.receive_messages(
             messages_per_page=PAGE_SIZE, visibility_timeout=self._settings.pending_visibility_timeout_seconds, max_messages=limit
         )
-        return [message for page in pager.by_page() for message in page]
+        messages: list[QueueMessage] = []
+        for page in pager.by_page():
+            batch = list(page)
+            messages.extend(batch)
+            if len(batch) < PAGE_SIZE:
+                break  # the queue had no more visible messages: asking again would return an empty page
+        return messages
 
     def _refresh_ledger(self) -> None:
         try:
@@ -195,9 +208,17 @@ class _Drain:
             except ValueError as error:
                 self._malformed(message, error)
                 return None
-            if ledger_key(pending) in self._services.ledger:
+            ledger = self._services.ledger
+            entry = ledger.lookup(ledger_key(pending))
+            if entry is not None and entry.state == ACCEPTED:
                 self._drop_duplicate(message, pending)
                 return None
+            if entry is not None and entry.state == SENDING:
+                wait = self._settings.sending_lease_seconds - ledger.age(entry)
+                if wait > 0:
+                    self._hold(message, text, wait)
+                    return None
+                return PendingItem(message, pending, text, in_doubt=True)
             return PendingItem(message, pending, text)
         except AzureError as error:
             # The message stays in the queue and comes back; the next run tries again.
@@ -229,6 +250,13 @@ class _Drain:
             pending["blobName"],
             pending["sourceId"],
         )
+
+    def _hold(self, message: QueueMessage, text: str, wait: float) -> None:
+        """Another run is sending this blob version and may be alive: look again once its lease has passed."""
+        self._services.pending_queue.send_message(text, visibility_timeout=math.ceil(wait))
+        self._delete(message)
+        self._count("deferred", 1)
+        logger.info("pending message %s is being sent by another run: held back for %d s", message.id, math.ceil(wait))
 
     def _malformed(self, message: QueueMessage, error: ValueError) -> None:
         raw = message.content if isinstance(message.content, str) else repr(message.content)
@@ -263,6 +291,7 @@ class _Drain:
         if blocked or remaining < 1:
             self._defer(chunk, retry_after if blocked else 0)
             return
+        self._announce_in_doubt(chunk)
         try:
             blobs = [
                 BlobSource(
@@ -274,17 +303,21 @@ class _Drain:
                 )
                 for item in chunk.items
             ]
+            self._mark(SENDING, chunk)
             operation_id = self._services.submitter.submit(
                 chunk.database, chunk.table, blobs, chunk.properties, timeout=remaining
             )
         except TransientKustoError as error:
             with self._lock:
                 self._blocked[chunk.target] = error.retry_after
+            if not isinstance(error, UncertainKustoError):
+                self._mark(NOT_ACCEPTED, chunk)  # uncertain: "sending" stays, so the blobs come back in doubt
             log = logger.error if isinstance(error, KustoAuthError) else logger.warning
             log("submission to %s.%s deferred for this run (%d blobs): %s", chunk.database, chunk.table, len(chunk.items), error)
             self._defer(chunk, error.retry_after)
             return
         except PermanentKustoError as error:
+            self._mark(NOT_ACCEPTED, chunk)
             self._reject(chunk, error)
             return
         except AzureError as error:
@@ -294,17 +327,49 @@ class _Drain:
             return
         self._track(chunk, operation_id)
 
-    def _track(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
+    def _mark(self, state: str, chunk: Chunk[PendingItem]) -> None:
+        """Write the chunk's blob versions to the submission ledger as `state`; a storage error never holds them back."""
         try:
-            self._services.ledger.record(ledger_key(item.pending) for item in chunk.items)
+            self._services.ledger.record(state, (ledger_key(item.pending) for item in chunk.items))
         except AzureError as error:
             logger.warning(
-                "operation %s not written to the submission ledger (storage error: %s): a second pending message for "
-                "one of its %d blobs would be submitted again",
-                operation_id,
-                redact(str(error)),
+                "submission ledger not written (%s for %d blobs of %s.%s; storage error: %s): if this run dies now, or a "
+                "second pending message for one of them comes, that blob may be submitted again without notice",
+                _STATE_NAMES[state],
                 len(chunk.items),
+                chunk.database,
+                chunk.table,
+                redact(str(error)),
             )
+
+    def _announce_in_doubt(self, chunk: Chunk[PendingItem]) -> None:
+        """Before a blob whose earlier submission has no known outcome is sent again: one notification each."""
+        for item in chunk.items:
+            if not item.in_doubt:
+                continue
+            notification = failure_notification(
+                error_code=IN_DOUBT,
+                details=(
+                    "a run that was submitting this blob died, or lost Kusto's answer, after its request may have reached "
+                    "Kusto, and Kusto's API cannot say whether it did; the blob is submitted again now. If the first "
+                    "request was accepted, the blob's rows are in the table twice: check the rows of this blob, or the "
+                    "operations that list this IngestionSourceId."
+                ),
+                origin=ORIGIN,
+                failure_status=UNKNOWN,
+                **pending_blob_fields(item.pending),
+            )
+            self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+            self._count("in_doubt", 1)
+            logger.warning(
+                "blob %s/%s (source id %s) submitted again with its earlier submission's outcome unknown",
+                item.pending["container"],
+                item.pending["blobName"],
+                item.pending["sourceId"],
+            )
+
+    def _track(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
+        self._mark(ACCEPTED, chunk)
         record = {
             "version": 1,
             "database": chunk.database,

@@ -1,25 +1,28 @@
-"""The submission ledger: which blob versions Kusto accepted recently, so a second pending message for one is dropped.
+"""The submission ledger: what happened to each recent submission of a blob version, shared by every worker.
 
 Why it exists: recording is at-least-once. A worker that dies after writing a blob's pending message but
 before the host stores the blob's receipt fires the trigger again after a restart, and Event Grid redelivers
-events, so one blob version can have two pending messages. When both meet in one drain the batching folds
-them (`shared.batching`); when they do not (one copy was held by a run that died and only comes back after
-its visibility timeout), both would be submitted and the blob's rows would land twice. The ledger is what
-the later drain checks before submitting.
+events, so one blob version can have two pending messages. And a worker can die, or lose Kusto's answer,
+after its request reached Kusto: the chunk's pending messages come back although Kusto may have them.
+Kusto's REST API has no idempotency key (its only deduplication, `ingest-by:` tags, seals every tagged
+request as its own batch), so the drain keeps its own record and checks it before it submits.
 
-Layout: append blobs `submitted/<UTC yyyyMMddHHmm>` in STATE_CONTAINER, one per 5-minute slot. Each append
-block is the 16-byte keys of one accepted chunk (an append block is atomic, so a reader never sees half a
-key). A key is the blob's `sourceId` (uuid5 of URL and ETag, so an overwritten blob is a new version), or
-for the tracker's deliberate resubmission after a transient failure uuid5(sourceId, "attempt-N"), which is
-never taken for a duplicate of the first attempt.
+Records: three per submission at most, each 24 bytes (state, time in ms, key):
+* `S` sending, appended BEFORE the request goes out;
+* `A` accepted, appended once Kusto answered with an operation id;
+* `N` not accepted, appended when Kusto's answer says it did not take the request (429, 5xx, 4xx).
+A key is the blob's `sourceId` (uuid5 of URL and ETag, so an overwritten blob is a new version), or for a
+deliberate resubmission after a failed ingestion uuid5(sourceId, "attempt-N"), never taken for the first.
+The drain reads a key's latest record: `A` means a repeat (dropped), `S` means a worker is sending it or
+died while sending it (its outcome is unknown once the sender's lease has passed), none or `N` means submit.
 
-Cost: at most one append per accepted chunk, fewer when chunks finish together (group commit). A drain
-that receives messages lists the slots once (their sizes) and reads only what other workers appended since
-it last looked (a cold worker reads the whole window once). Housekeeping deletes slots older than
-DUPLICATE_WINDOW_SECONDS.
+Layout: append blobs `submitted/<UTC yyyyMMddHHmm>` in STATE_CONTAINER, one per 5-minute slot. An append
+block holds whole records and is atomic, so a reader never sees half of one.
 
-What it cannot close: a worker that dies after Kusto accepted a chunk but before the append (one storage
-request) leaves no entry, and the chunk's blobs are submitted again when their messages come back.
+Cost: appends are group commits: records that are ready while an append is under way share the next one,
+so a drain's concurrent chunks share their `S` and `A` appends. A drain that receives messages lists the
+slots once (their sizes) and reads only what other workers appended since it last looked (a cold worker
+reads the whole window once). Housekeeping deletes slots older than DUPLICATE_WINDOW_SECONDS.
 """
 
 from __future__ import annotations
@@ -39,8 +42,14 @@ from azure.storage.blob import ContainerClient
 
 PREFIX = "submitted/"
 SLOT_SECONDS = 300
-KEY_BYTES = 16
+RECORD_BYTES = 24  # state (1) + milliseconds since the epoch (7) + key (16)
 _SLOT_FORMAT = "%Y%m%d%H%M"
+GROUP_COMMIT_LINGER_SECONDS = 0.003
+
+SENDING = "S"
+ACCEPTED = "A"
+NOT_ACCEPTED = "N"
+_STATES = frozenset({SENDING, ACCEPTED, NOT_ACCEPTED})
 
 
 def ledger_key(pending: Mapping[str, Any]) -> bytes:
@@ -70,37 +79,89 @@ def slot_of_name(name: str) -> int | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """The latest record of one key: its state and when (epoch milliseconds) it was written."""
+
+    state: str
+    millis: int
+
+    @property
+    def at(self) -> float:
+        return self.millis / 1000
+
+    def supersedes(self, other: Entry | None) -> bool:
+        """Whether this record replaces `other`: acceptance is final, else the later one wins (at a tie, `N` over `S`).
+
+        Records reach a worker out of order (its own at once, others' at the next refresh), so the outcome
+        must not depend on the order they are applied in.
+        """
+        if other is None:
+            return True
+        if other.state == ACCEPTED:
+            return False
+        if self.state == ACCEPTED or self.millis > other.millis:
+            return True
+        return self.millis == other.millis and self.state == NOT_ACCEPTED
+
+
+def encode(state: str, millis: int, key: bytes) -> bytes:
+    return state.encode("ascii") + millis.to_bytes(7, "big") + key
+
+
+def decode(data: bytes) -> Iterable[tuple[bytes, Entry]]:
+    """The records in `data` (whole records only); a record of an unknown state is skipped."""
+    for index in range(0, len(data) - len(data) % RECORD_BYTES, RECORD_BYTES):
+        state = chr(data[index])
+        if state in _STATES:
+            entry = Entry(state, int.from_bytes(data[index + 1 : index + 8], "big"))
+            yield data[index + 8 : index + RECORD_BYTES], entry
+
+
 @dataclass
 class _Batch:
-    """Keys of the chunks waiting for one append, and how that append went."""
+    """Records waiting for one append, and how that append went."""
 
-    keys: list[bytes] = field(default_factory=list)
+    records: list[bytes] = field(default_factory=list)
     done: threading.Event = field(default_factory=threading.Event)
     error: Exception | None = None
 
 
 class SubmissionLedger:
-    """The ledger of one worker process: the keys it has read and written, per slot, and how far it read each slot."""
+    """The ledger of one worker process: the latest record of each key it read or wrote, per slot, and how far it read."""
 
     def __init__(self, container: ContainerClient, window_seconds: int, clock: Callable[[], float] = time.time) -> None:
         self._container = container
         self._window = window_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._keys: dict[int, set[bytes]] = {}
+        self._slots: dict[int, dict[bytes, Entry]] = {}
         self._read_to: dict[int, int] = {}
         self._existing: set[int] = set()
         self._open = _Batch()
         self._flushing = False
 
-    def __contains__(self, key: bytes) -> bool:
+    def lookup(self, key: bytes) -> Entry | None:
+        """The latest record of `key` this worker knows, or None."""
+        latest: Entry | None = None
         with self._lock:
-            return any(key in keys for keys in self._keys.values())
+            for entries in self._slots.values():
+                entry = entries.get(key)
+                if entry is not None and entry.supersedes(latest):
+                    latest = entry
+        return latest
+
+    def age(self, entry: Entry) -> float:
+        """Seconds since `entry` was written, by this worker's clock."""
+        return self._clock() - entry.at
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.lookup(key) is not None
 
     def next_attempt(self, source_id: str) -> int:
-        """The first resubmission attempt of this blob version the ledger has not seen accepted (1 when none was).
+        """The first resubmission attempt of this blob version the ledger has no record of (1 when it has none).
 
-        Reads what is new in the ledger first (raises AzureError), since the drain that accepted the last
+        Reads what is new in the ledger first (raises AzureError), since the drain that sent the last
         attempt may have run in another worker.
         """
         self.refresh()
@@ -126,22 +187,23 @@ class SubmissionLedger:
                 self._read_slot(start)
         with self._lock:
             self._existing = set(sizes)
-            for start in [start for start in self._keys if start < oldest]:
-                del self._keys[start]
+            for start in [start for start in self._slots if start < oldest]:
+                del self._slots[start]
                 self._read_to.pop(start, None)
 
-    def record(self, keys: Iterable[bytes]) -> None:
-        """Append the keys of one accepted chunk; returns once they are stored, raises AzureError when storage refuses.
+    def record(self, state: str, keys: Iterable[bytes]) -> None:
+        """Append one record per key; returns once they are stored, raises AzureError when storage refuses.
 
-        Group commit: chunks that finish while an append is under way wait and share the next one, so the
+        Group commit: records that arrive while an append is under way wait and share the next one, so the
         concurrent chunks of a drain cost one request between them instead of one each.
         """
-        keys = list(keys)
-        if not keys:
+        millis = int(self._clock() * 1000)
+        records = [encode(state, millis, key) for key in keys]
+        if not records:
             return
         with self._lock:
             batch = self._open
-            batch.keys.extend(keys)
+            batch.records.extend(records)
             lead = not self._flushing
             self._flushing = True
         if lead:
@@ -151,24 +213,28 @@ class SubmissionLedger:
             raise batch.error
 
     def _flush_until_idle(self) -> None:
-        """Append open batches one after another until no chunk is waiting (runs on the thread that found none running)."""
+        """Append open batches one after another until no record is waiting (runs on the thread that found none running).
+
+        The leader lingers a moment before each append: the chunks a drain starts together reach here a
+        millisecond or two apart, and waiting for them halves the appends of a drain.
+        """
         while True:
+            time.sleep(GROUP_COMMIT_LINGER_SECONDS)
             with self._lock:
                 batch = self._open
-                if not batch.keys:
+                if not batch.records:
                     self._flushing = False
                     return
                 self._open = _Batch()
             try:
-                self._append(batch.keys)
-            except Exception as error:  # handed to every chunk of the batch, which raise it
+                self._append(b"".join(batch.records))
+            except Exception as error:  # handed to every caller of the batch, which raise it
                 batch.error = error
             batch.done.set()
 
-    def _append(self, keys: list[bytes]) -> None:
+    def _append(self, data: bytes) -> None:
         start = slot_start(self._clock())
         blob = self._container.get_blob_client(slot_name(start))
-        data = b"".join(keys)
         if start not in self._existing:
             self._create_slot(start)
         try:
@@ -179,10 +245,17 @@ class SubmissionLedger:
         offset = int(result["blob_append_offset"])
         with self._lock:
             self._existing.add(start)
-            self._keys.setdefault(start, set()).update(keys)
+            self._apply(start, data)
             if self._read_to.get(start, 0) == offset:
-                # Nobody appended in between: the next refresh need not read this worker's own keys back.
+                # Nobody appended in between: the next refresh need not read this worker's own records back.
                 self._read_to[start] = offset + len(data)
+
+    def _apply(self, start: int, data: bytes) -> None:
+        """Merge records into the slot's entries (the caller holds the lock)."""
+        entries = self._slots.setdefault(start, {})
+        for key, entry in decode(data):
+            if entry.supersedes(entries.get(key)):
+                entries[key] = entry
 
     def forget_expired(self) -> int:
         """Delete the slot blobs that left the window (housekeeping); returns how many were deleted."""
@@ -225,8 +298,7 @@ class SubmissionLedger:
             if error.status_code == 416:  # nothing appended since the last read
                 return
             raise
-        whole = len(data) - len(data) % KEY_BYTES
-        keys = {data[index : index + KEY_BYTES] for index in range(0, whole, KEY_BYTES)}
+        whole = len(data) - len(data) % RECORD_BYTES
         with self._lock:
-            self._keys.setdefault(start, set()).update(keys)
+            self._apply(start, data[:whole])
             self._read_to[start] = offset + whole

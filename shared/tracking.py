@@ -125,6 +125,8 @@ def poll_operations(services: Services) -> TrackingReport:
             for result in pool.map(lambda message: _track_safely(services, queue, message, throttle), page):
                 setattr(report, result.kind, getattr(report, result.kind) + 1)
                 report.blobs.update(result.blobs)
+            if len(page) < wanted:
+                break  # no more records were due: asking again would return an empty page
     if report.received:
         logger.info(
             "tracker run: %d received, %d finished, %d rescheduled, %d throttled, %d timed out, %d malformed, %d errors; %s",

@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceResponseError
 from azure.storage.blob import BlobClient
 from azure.storage.queue import QueueClient
 
 from devhost.processes import Azurite, Emulator
 from shared import schemas
+from shared.kusto_rest import BlobSource, KustoIngestClient
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
 from shared.recorder import source_id
@@ -24,7 +26,8 @@ from shared.redaction import plain_blob_url
 from shared.services import Services
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
-from shared.submission_ledger import SubmissionLedger
+from shared.submission_ledger import ACCEPTED, SENDING, SubmissionLedger, ledger_key
+from shared.transport import EnvironmentOnceTransport
 from tests.integration import outcome_helpers
 from tests.integration.outcome_helpers import emulator_call, unreachable_container
 
@@ -191,8 +194,79 @@ def test_a_ledger_that_cannot_be_reached_never_holds_a_blob_back(pipeline: Pipel
     report = submit_pending_blobs(unreachable)
     assert (report.submitted, report.deferred) == (1, 0)
     assert "submission ledger not readable" in caplog.text
-    assert "not written to the submission ledger" in caplog.text
+    assert "submission ledger not written (sending for 1 blobs" in caplog.text
+    assert "submission ledger not written (accepted for 1 blobs" in caplog.text
     assert pipeline.pending_left() == 0
+
+
+def state_ledger(pipeline: Pipeline, clock: Callable[[], float] = time.time) -> SubmissionLedger:
+    """Another worker's view of the pipeline's submission ledger, on its own clock."""
+    settings = pipeline.services.settings
+    container = pipeline.services.blob_service.get_container_client(settings.state_container)
+    return SubmissionLedger(container, settings.duplicate_window_seconds, clock)
+
+
+def send_as_another_run(pipeline: Pipeline, pending: dict[str, Any]) -> None:
+    """The request a run that then died had sent: Kusto took it."""
+    url = pipeline.services.blob_access.url_for(pending["blobUrl"], pending["container"], pending["blobName"])
+    pipeline.services.kusto.submit(DATABASE, pipeline.table, [BlobSource(url, pending["sourceId"])], {"format": "csv"})
+
+
+def test_a_blob_a_dead_run_was_sending_is_announced_in_doubt_then_sent_again(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("in-doubt.csv")
+    pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
+    lease = pipeline.services.settings.sending_lease_seconds
+    sent_at = time.time() - lease - 5
+    state_ledger(pipeline, clock=lambda: sent_at).record(SENDING, [ledger_key(pending)])
+    send_as_another_run(pipeline, pending)
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.submitted, report.in_doubt, report.duplicates, report.deferred) == (1, 1, 0, 0)
+    [notification] = pipeline.failures()
+    assert (notification["ErrorCode"], notification["FailureStatus"], notification["Origin"]) == (
+        "Submission_InDoubt",
+        "Unknown",
+        "submission",
+    )
+    assert (notification["IngestionSourceId"], notification["BlobName"]) == (pending["sourceId"], blob.blob_name)
+    assert "rows are in the table twice" in notification["Details"]
+    # Both requests reached Kusto: the duplicate exists, and it was announced before it was made.
+    wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 4, "the blob's 2 rows, twice")
+    entry = state_ledger(pipeline)
+    entry.refresh()
+    assert (entry.lookup(ledger_key(pending)) or pytest.fail("no record")).state == ACCEPTED
+
+
+def test_a_blob_another_run_is_still_sending_is_held_back_not_sent_and_not_announced(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("being-sent.csv")
+    pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
+    state_ledger(pipeline).record(SENDING, [ledger_key(pending)])  # just now: that run may well be alive
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.received, report.submitted, report.deferred, report.in_doubt) == (1, 0, 1, 0)
+    assert pipeline.failures() == []
+    assert pipeline.services.pending_queue.peek_messages() == [], "hidden until the sender's lease has passed"
+    assert pipeline.pending_left() == 1, "and still there"
+
+
+class AnswerLostTransport(EnvironmentOnceTransport):
+    """Delivers every request; the answer to a POST is lost on the way back (a connection reset)."""
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        response = super().send(request, **kwargs)
+        if request.method == "POST":
+            raise ServiceResponseError("connection reset by peer after the request went out")
+        return response
+
+
+def test_a_submission_whose_answer_was_lost_stays_marked_as_sending(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("answer-lost.csv")
+    pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
+    kusto = KustoIngestClient(pipeline.services.settings, transport=AnswerLostTransport())
+    report = submit_pending_blobs(replace(pipeline.services, kusto=kusto, submitter=kusto))
+    assert (report.submitted, report.deferred) == (0, 1)
+    wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 2, "the rows of the request Kusto did get")
+    # Not "not accepted": the copy that comes back is judged in doubt once the lease has passed.
+    assert (pipeline.services.ledger.lookup(ledger_key(pending)) or pytest.fail("no record")).state == SENDING
+    assert pipeline.pending_left() == 1
 
 
 def test_an_empty_queue_is_a_quiet_run(pipeline: Pipeline) -> None:

@@ -1,4 +1,5 @@
-"""The submission ledger on Azurite: what one worker appends another reads, incrementally, within the window only."""
+"""The submission ledger on Azurite: what one worker appends another reads, incrementally, within the window only;
+a key's latest record wins whatever order the records reach a worker in."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobServiceClient, ContainerClient
 
 from devhost.processes import Azurite
-from shared.submission_ledger import PREFIX, SLOT_SECONDS, SubmissionLedger, ledger_key, slot_name, slot_start
+from shared.submission_ledger import (
+    ACCEPTED,
+    NOT_ACCEPTED,
+    PREFIX,
+    RECORD_BYTES,
+    SENDING,
+    SLOT_SECONDS,
+    SubmissionLedger,
+    ledger_key,
+    slot_name,
+    slot_start,
+)
 
 WINDOW = 3600
 START = 1_800_000_000.0  # a fixed moment, so slot boundaries are known
@@ -38,31 +50,36 @@ def keys(count: int) -> list[bytes]:
     return [uuid.uuid4().bytes for _ in range(count)]
 
 
+def state(ledger: SubmissionLedger, key: bytes) -> str | None:
+    entry = ledger.lookup(key)
+    return None if entry is None else entry.state
+
+
 def test_what_one_worker_records_another_reads_and_later_appends_are_read_incrementally(container: ContainerClient) -> None:
     clock = Clock()
     writer, reader = SubmissionLedger(container, WINDOW, clock), SubmissionLedger(container, WINDOW, clock)
     first, second = keys(20), keys(3)
-    writer.record(first)
+    writer.record(ACCEPTED, first)
     assert all(key in writer for key in first)
     reader.refresh()
     assert all(key in reader for key in first)
     assert not any(key in reader for key in second)
-    writer.record(second)
+    writer.record(ACCEPTED, second)
     reader.refresh()
     assert all(key in reader for key in [*first, *second])
     reader.refresh()  # nothing new: the range read past the end is not an error
     blob = container.get_blob_client(slot_name(slot_start(START)))
-    assert blob.get_blob_properties().size == 16 * 23
+    assert blob.get_blob_properties().size == RECORD_BYTES * 23
 
 
 def test_a_cold_worker_reads_every_slot_of_the_window_and_nothing_older(container: ContainerClient) -> None:
     clock = Clock()
     writer = SubmissionLedger(container, WINDOW, clock)
     old = keys(2)
-    writer.record(old)
+    writer.record(ACCEPTED, old)
     clock.now += WINDOW + 2 * SLOT_SECONDS
     recent = keys(2)
-    writer.record(recent)
+    writer.record(ACCEPTED, recent)
     clock.now += SLOT_SECONDS
     cold = SubmissionLedger(container, WINDOW, clock)
     cold.refresh()
@@ -80,7 +97,7 @@ def test_a_worker_idle_for_several_slots_catches_up_with_what_others_appended(co
     for _ in range(4):
         clock.now += SLOT_SECONDS
         batch = keys(1)
-        busy.record(batch)
+        busy.record(ACCEPTED, batch)
         appended += batch
     idle.refresh()
     assert all(key in idle for key in appended)
@@ -89,9 +106,9 @@ def test_a_worker_idle_for_several_slots_catches_up_with_what_others_appended(co
 def test_housekeeping_deletes_slots_that_left_the_window_and_keeps_the_rest(container: ContainerClient) -> None:
     clock = Clock()
     ledger = SubmissionLedger(container, WINDOW, clock)
-    ledger.record(keys(1))
+    ledger.record(ACCEPTED, keys(1))
     clock.now += WINDOW + SLOT_SECONDS
-    ledger.record(keys(1))
+    ledger.record(ACCEPTED, keys(1))
     assert ledger.forget_expired() == 1
     assert [blob.name for blob in container.list_blobs(name_starts_with=PREFIX)] == [slot_name(slot_start(clock.now))]
     assert ledger.forget_expired() == 0
@@ -104,9 +121,9 @@ def test_a_resubmission_has_its_own_key_and_next_attempt_skips_accepted_ones(con
     assert ledger_key(first) == uuid.UUID(source_id).bytes
     assert ledger_key({**first, "attempt": 0}) == ledger_key(first)
     assert len({ledger_key({**first, "attempt": attempt}) for attempt in range(4)}) == 4
-    ledger.record([ledger_key(first)])
+    ledger.record(ACCEPTED, [ledger_key(first)])
     assert ledger.next_attempt(source_id) == 1
-    ledger.record([ledger_key({**first, "attempt": 1}), ledger_key({**first, "attempt": 2})])
+    ledger.record(ACCEPTED, [ledger_key({**first, "attempt": 1}), ledger_key({**first, "attempt": 2})])
     assert ledger.next_attempt(source_id) == 3
 
 
@@ -115,12 +132,12 @@ def test_chunks_recorded_at_once_share_appends_and_every_key_is_stored(container
     ledger = SubmissionLedger(container, WINDOW, clock)
     chunks = [keys(20) for _ in range(16)]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(ledger.record, chunks))
+        list(pool.map(lambda chunk: ledger.record(ACCEPTED, chunk), chunks))
     reader = SubmissionLedger(container, WINDOW, clock)
     reader.refresh()
     assert all(key in reader for chunk in chunks for key in chunk)
     properties = container.get_blob_client(slot_name(slot_start(START))).get_blob_properties()
-    assert properties.size == 16 * 20 * 16
+    assert properties.size == RECORD_BYTES * 20 * 16
     assert 1 <= properties.append_blob_committed_block_count <= 16
 
 
@@ -130,5 +147,40 @@ def test_a_refused_append_reaches_every_chunk_that_shared_it(azurite: Azurite, u
     ledger = SubmissionLedger(service.get_container_client(f"{unique_name}--bad"), WINDOW, Clock())
     chunk = keys(1)
     with pytest.raises(HttpResponseError):
-        ledger.record(chunk)
+        ledger.record(ACCEPTED, chunk)
     assert chunk[0] not in ledger
+
+
+def test_sending_then_an_answer_and_acceptance_is_final_whatever_order_the_records_are_read_in(
+    container: ContainerClient,
+) -> None:
+    clock = Clock()
+    writer = SubmissionLedger(container, WINDOW, clock)
+    refused, accepted, in_flight = keys(1), keys(1), keys(1)
+    writer.record(SENDING, [*refused, *accepted, *in_flight])
+    clock.now += 1
+    writer.record(NOT_ACCEPTED, refused)
+    writer.record(ACCEPTED, accepted)
+    # A later "sending" of an accepted key (another worker's stale view) does not undo the acceptance.
+    clock.now += SLOT_SECONDS  # and the records span two slots
+    writer.record(SENDING, accepted)
+    reader = SubmissionLedger(container, WINDOW, clock)
+    reader.refresh()
+    for ledger in (writer, reader):
+        assert [state(ledger, key[0]) for key in (refused, accepted, in_flight)] == [NOT_ACCEPTED, ACCEPTED, SENDING]
+        entry = ledger.lookup(in_flight[0])
+        assert entry is not None and ledger.age(entry) == SLOT_SECONDS + 1
+    # Sent again after the refusal: "sending" once more, for everyone.
+    writer.record(SENDING, refused)
+    reader.refresh()
+    assert state(reader, refused[0]) == SENDING
+    assert reader.lookup(keys(1)[0]) is None
+
+
+def test_a_refusal_written_in_the_same_millisecond_as_the_sending_wins(container: ContainerClient) -> None:
+    clock = Clock()
+    ledger = SubmissionLedger(container, WINDOW, clock)
+    key = keys(1)
+    ledger.record(NOT_ACCEPTED, key)
+    ledger.record(SENDING, key)
+    assert state(ledger, key[0]) == NOT_ACCEPTED

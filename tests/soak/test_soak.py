@@ -1,9 +1,11 @@
 """A small soak: 300 blobs, 5% malformed, an unreliable Kusto, the local host killed once; nothing lost.
 
 The same run as `make soak` (`bench.soak.run_soak`) at a size that fits the test suite. Only correctness
-is asserted: exactly-once ingestion per blob, one alert per malformed blob, no alert about a good blob,
-every queue drained. How long it took is never checked; the settle limit leaves room for a tracker lease
-(120 s) that the killed host held when it died.
+is asserted: every blob ingested, none twice without notice, one alert per malformed blob, no alert about
+a good blob (an in-doubt notice is not a failure alert), every queue drained. A kill that lands while a
+chunk is on its way to Kusto may leave its blobs ingested twice, which Kusto's API gives no way to prevent;
+the app must then have announced each of them (`Submission_InDoubt`) before sending it again. How long it
+took is never checked; the settle limit leaves room for a tracker lease (120 s) the killed host held.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from bench.soak import SoakConfig, run_soak
 pytestmark = pytest.mark.e2e
 
 
-def test_blobs_survive_faults_and_a_crash_exactly_once(tmp_path: Path) -> None:
+def test_blobs_survive_faults_and_a_crash_with_nothing_lost_and_no_silent_duplicate(tmp_path: Path) -> None:
     result = run_soak(SoakConfig(blobs=300, kills=1, settle_timeout=180, work_dir=tmp_path), log=lambda _line: None)
     assert result.kills, "the local host was never killed"
     assert result.lost == [], f"well-formed blobs lost: {result.lost[:10]}"
-    assert result.duplicated == {}, f"blobs ingested more than once: {result.duplicated}"
+    assert result.duplicated == {}, f"blobs ingested more than once without notice: {result.duplicated}"
+    assert len(result.in_doubt) <= result.in_doubt_limit, f"{len(result.in_doubt)} blobs announced in doubt"
     assert result.unalerted == [], f"malformed blobs never alerted: {result.unalerted}"
     assert result.alerted_twice == {}, f"malformed blobs alerted more than once: {result.alerted_twice}"
     assert result.unexpected_alerts == [], f"alerts about well-formed blobs: {result.unexpected_alerts}"

@@ -9,9 +9,14 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseTimeoutError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ServiceRequestError,
+    ServiceResponseError,
+    ServiceResponseTimeoutError,
+)
 
-from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError
+from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
 from shared.kusto_rest import (
     FALLBACK_MAX_BLOBS_PER_BATCH,
     BlobSource,
@@ -193,17 +198,37 @@ def test_a_non_json_error_body_still_gives_a_typed_error() -> None:
         submit(kusto)
 
 
-def test_a_post_that_timed_out_is_not_repeated_by_the_pipeline_and_is_transient() -> None:
+def test_a_post_whose_answer_never_came_is_not_repeated_and_is_uncertain() -> None:
     kusto, transport = client(ServiceResponseTimeoutError("read timed out"))
-    with pytest.raises(TransientKustoError, match="timed out"):
+    with pytest.raises(UncertainKustoError, match=r"no answer came back.*read timed out"):
         submit(kusto)
     assert len(transport.requests) == 1, "a POST that may have been accepted is not blindly repeated"
 
 
-def test_a_connection_error_is_transient() -> None:
-    kusto, _ = client(ServiceRequestError("connection refused"))
-    with pytest.raises(TransientKustoError, match="connection refused"):
+def test_a_dropped_connection_after_the_request_went_out_is_uncertain() -> None:
+    kusto, _ = client(ServiceResponseError("connection reset by peer"))
+    with pytest.raises(UncertainKustoError, match="connection reset by peer"):
         submit(kusto)
+
+
+def test_a_connection_that_was_never_made_is_transient_and_certain() -> None:
+    kusto, _ = client(ServiceRequestError("connection refused"))
+    with pytest.raises(TransientKustoError, match="connection refused") as caught:
+        submit(kusto)
+    assert not isinstance(caught.value, UncertainKustoError)
+
+
+def test_a_budget_spent_on_throttled_tries_is_a_certain_timeout() -> None:
+    # azure-core raises a *response* timeout before a retry it never sends; every try that went out was answered.
+    def slow_throttle(_request: Any) -> Any:
+        time.sleep(0.6)
+        return answer(429, one_api_error("TooManyRequests", "throttled"), Retry_After="1")
+
+    kusto, transport = client(*[slow_throttle] * 4)
+    with pytest.raises(TransientKustoError, match="timed out") as caught:
+        kusto.submit("Telemetry", "Events", [BlobSource(SAS_URL, SOURCE_ID)], {"format": "csv"}, timeout=1.5)
+    assert not isinstance(caught.value, UncertainKustoError)
+    assert len(transport.requests) == 3
 
 
 def test_a_get_that_timed_out_is_retried() -> None:

@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ServiceResponseError
 from azure.core.rest import HttpRequest
 from azure.storage.queue import ExponentialRetry, QueueClient, TextBase64EncodePolicy
 
 from shared.dm_resources import DataManagementClient, DmResourceCache
-from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError
+from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
 from shared.kusto_rest import BlobSource
 from shared.queue_submitter import OPERATION_PREFIX, QueueSubmitter
 from tests.unit.kusto_fakes import ScriptedTransport, answer
@@ -122,9 +123,24 @@ def test_a_second_403_after_the_refresh_is_an_auth_error_and_nothing_stays_poste
 
 def test_a_server_error_half_way_withdraws_the_posted_messages_and_is_transient() -> None:
     harness = Harness(sent, sent, storage_error(500, "InternalError"), (204, "", {}), (204, "", {}))
-    with pytest.raises(TransientKustoError, match="HTTP 500"):
+    with pytest.raises(TransientKustoError, match="HTTP 500") as caught:
         harness.submit(4)
+    assert not isinstance(caught.value, UncertainKustoError), "every posted message was withdrawn"
     assert [method for method, _, _ in harness.posts()] == ["POST", "POST", "POST", "DELETE", "DELETE"]
+
+
+def test_a_posted_message_that_cannot_be_withdrawn_makes_the_failure_uncertain() -> None:
+    # Kusto's DM service already took the first message (its delete finds nothing): that blob may be ingested.
+    harness = Harness(sent, storage_error(500, "InternalError"), storage_error(404, "MessageNotFound"))
+    with pytest.raises(UncertainKustoError, match="could not be withdrawn"):
+        harness.submit(3)
+
+
+def test_a_post_whose_answer_never_came_is_uncertain() -> None:
+    harness = Harness(sent, ServiceResponseError("connection reset by peer"), (204, "", {}))
+    with pytest.raises(UncertainKustoError, match="no answer to a posted message"):
+        harness.submit(2)
+    assert [method for method, _, _ in harness.posts()] == ["POST", "POST", "DELETE"]
 
 
 def test_a_message_the_queue_refuses_as_too_large_is_permanent() -> None:

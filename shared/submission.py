@@ -28,11 +28,12 @@ from Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob
 Kusto's answer refused it). A message whose blob version is accepted (a second pending message from a
 trigger that fired twice, or a message whose run died after Kusto accepted it) is settled as a duplicate:
 deleted, counted, never sent. A message whose blob version is still "sending" waits until the sender's
-lease has passed (SENDING_LEASE: the drain budget plus a margin): the sender may be alive. After that the
-sender died, or lost Kusto's answer, with the request possibly in Kusto's hands. Kusto's API cannot say
-whether it was (there is no idempotency key, and `ingest-by:` tags seal every tagged request as its own
-batch), so the blob is submitted again and announced first: a `Submission_InDoubt` notification
-(FailureStatus Unknown) names it, its source id and what to check, so a duplicate is never silent.
+lease has passed (`Settings.sending_lease_seconds`: the drain budget plus a margin), as the sender may be
+alive. After that the sender died, or lost Kusto's answer, with the request possibly in Kusto's hands.
+Kusto's API cannot say whether it was (there is no idempotency key, and `ingest-by:` tags seal every tagged
+request as its own batch), so the blob is submitted again and announced first: a `Submission_InDoubt`
+notification (FailureStatus Unknown) names it, its source id and what to check, so a duplicate is never
+silent.
 """
 
 from __future__ import annotations

@@ -330,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the kill moments (default: random)")
     parser.add_argument("--work-dir", type=Path, help="where logs and the alert file go (default: a new folder under .bench/)")
     args = parser.parse_args(argv)
+    if args.work_dir is not None and args.work_dir.exists() and any(args.work_dir.iterdir()):
+        # Azurite's and the emulator's data would carry over, and the rows of the last run would count as duplicates.
+        parser.error(f"--work-dir {args.work_dir} is not empty: give a new or empty folder")
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix="soak-", dir=_bench_dir()))
     config = SoakConfig(
         blobs=args.blobs, malformed_share=args.malformed_share, kills=args.kills, seed=args.seed, work_dir=work_dir

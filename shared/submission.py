@@ -22,18 +22,18 @@ Every message ends in exactly one way, and always "new state first, then delete 
 * malformed (not base64 text, not JSON, not a pending-blob message): a `Pending_Malformed` notification
   carrying the redacted raw text, then the delete.
 
-A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept
-from Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob versions are marked
-"sending" before its request goes out, then "accepted" (before the tracking record) or "not accepted" (when
-Kusto's answer refused it). A message whose blob version is accepted (a second pending message from a
-trigger that fired twice, or a message whose run died after Kusto accepted it) is settled as a duplicate:
-deleted, counted, never sent. A message whose blob version is still "sending" waits until the sender's
-lease has passed (`Settings.sending_lease_seconds`: the drain budget plus a margin), as the sender may be
-alive. After that the sender died, or lost Kusto's answer, with the request possibly in Kusto's hands.
-Kusto's API cannot say whether it was (there is no idempotency key, and `ingest-by:` tags seal every tagged
-request as its own batch), so the blob is submitted again and announced first: a `Submission_InDoubt`
-notification (FailureStatus Unknown) names it, its source id and what to check, so a duplicate is never
-silent.
+A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept from
+Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob versions are marked "sending"
+before its request goes out, then "accepted" (once the tracking record is written, so a dropped repeat is
+always tracked) or "not accepted" (when Kusto's answer refused it). A message whose blob version is
+accepted (a second pending message from a trigger that fired twice, or a message whose run died after its
+chunk was tracked) is settled as a duplicate: deleted, counted, never sent. A message whose blob version is
+still "sending" waits until the sender's lease has passed (`Settings.sending_lease_seconds`: the drain
+budget plus a margin), as the sender may be alive. After that the sender died, or lost Kusto's answer, with
+the request possibly in Kusto's hands. Kusto's API cannot say whether it was (there is no idempotency key,
+and `ingest-by:` tags seal every tagged request as its own batch), so the blob is submitted again and
+announced first: a `Submission_InDoubt` notification (FailureStatus Unknown) names it, its source id and
+what to check, so a duplicate is never silent.
 """
 
 from __future__ import annotations
@@ -370,7 +370,12 @@ class _Drain:
             )
 
     def _track(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
-        self._mark(ACCEPTED, chunk)
+        """Tracking record first, then "accepted" in the ledger, then the deletes.
+
+        In that order "accepted" always means "tracked": a repeat the ledger drops can never be the last copy
+        of a blob whose outcome nobody follows. Dying before the mark leaves "sending", so the blobs come
+        back in doubt (announced) rather than untracked.
+        """
         record = {
             "version": 1,
             "database": chunk.database,
@@ -400,6 +405,7 @@ class _Drain:
                 del blob["pending"]
             text = schemas.dump(schemas.TRACKING_RECORD, record)
         self._services.tracking_queue.send_message(text)
+        self._mark(ACCEPTED, chunk)
         self._delete_all(chunk)
         self._count("operations", 1)
         self._count("submitted", len(chunk.items))

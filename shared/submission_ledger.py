@@ -9,7 +9,7 @@ request as its own batch), so the drain keeps its own record and checks it befor
 
 Records: three per submission at most, each 24 bytes (state, time in ms, key):
 * `S` sending, appended BEFORE the request goes out;
-* `A` accepted, appended once Kusto answered with an operation id;
+* `A` accepted, appended once Kusto answered with an operation id and the tracking record is written;
 * `N` not accepted, appended when Kusto's answer says it did not take the request (429, 5xx, 4xx).
 A key is the blob's `sourceId` (uuid5 of URL and ETag, so an overwritten blob is a new version), or for a
 deliberate resubmission after a failed ingestion uuid5(sourceId, "attempt-N"), never taken for the first.

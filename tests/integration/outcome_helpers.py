@@ -13,6 +13,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+from azure.storage.queue import QueueClient
 
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
 from shared import schemas
@@ -47,14 +48,22 @@ def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str
     }
 
 
+_AZURITE_CREDENTIAL = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
+
+
+def _nowhere() -> str:
+    """A storage endpoint nobody listens on."""
+    return f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}"
+
+
 def unreachable_container() -> ContainerClient:
     """A container client for a storage endpoint nobody listens on, failing at once (no retries)."""
-    nowhere = BlobServiceClient(
-        f"http://127.0.0.1:{free_port()}/{AZURITE_ACCOUNT}",
-        credential={"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY},
-        retry_total=0,
-    )
-    return nowhere.get_container_client("state")
+    return BlobServiceClient(_nowhere(), credential=_AZURITE_CREDENTIAL, retry_total=0).get_container_client("state")
+
+
+def unreachable_queue() -> QueueClient:
+    """A queue client for a storage endpoint nobody listens on, failing at once (no retries)."""
+    return QueueClient(_nowhere(), "nowhere", credential=_AZURITE_CREDENTIAL, retry_total=0)
 
 
 def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:

@@ -29,7 +29,7 @@ from shared.submission import submit_pending_blobs
 from shared.submission_ledger import ACCEPTED, SENDING, SubmissionLedger, ledger_key
 from shared.transport import EnvironmentOnceTransport
 from tests.integration import outcome_helpers
-from tests.integration.outcome_helpers import emulator_call, unreachable_container
+from tests.integration.outcome_helpers import emulator_call, unreachable_container, unreachable_queue
 
 DATABASE = "SubmitDb"
 
@@ -245,6 +245,16 @@ def test_a_blob_another_run_is_still_sending_is_held_back_not_sent_and_not_annou
     assert pipeline.failures() == []
     assert pipeline.services.pending_queue.peek_messages() == [], "hidden until the sender's lease has passed"
     assert pipeline.pending_left() == 1, "and still there"
+
+
+def test_a_chunk_whose_tracking_record_was_not_written_is_not_marked_accepted(pipeline: Pipeline) -> None:
+    # "Accepted" lets the ledger drop later copies as repeats; it must never mark a chunk nobody tracks.
+    blob = pipeline.stage("untracked.csv")
+    pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
+    report = submit_pending_blobs(replace(pipeline.services, tracking_queue=unreachable_queue()))
+    assert (report.submitted, report.deferred) == (0, 1)
+    assert (pipeline.services.ledger.lookup(ledger_key(pending)) or pytest.fail("no record")).state == SENDING
+    assert pipeline.pending_left() == 1, "the message stays, to come back in doubt"
 
 
 class AnswerLostTransport(EnvironmentOnceTransport):

@@ -231,9 +231,9 @@ def test_a_blob_a_dead_run_was_sending_is_announced_in_doubt_then_sent_again(pip
     assert "rows are in the table twice" in notification["Details"]
     # Both requests reached Kusto: the duplicate exists, and it was announced before it was made.
     wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 4, "the blob's 2 rows, twice")
-    entry = state_ledger(pipeline)
-    entry.refresh()
-    assert (entry.lookup(ledger_key(pending)) or pytest.fail("no record")).state == ACCEPTED
+    reader = state_ledger(pipeline)
+    reader.refresh()
+    assert (reader.lookup(ledger_key(pending)) or pytest.fail("no record")).state == ACCEPTED
 
 
 def test_a_blob_another_run_is_still_sending_is_held_back_not_sent_and_not_announced(pipeline: Pipeline) -> None:
@@ -271,7 +271,8 @@ def test_a_submission_whose_answer_was_lost_stays_marked_as_sending(pipeline: Pi
     blob = pipeline.stage("answer-lost.csv")
     pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
     kusto = KustoIngestClient(pipeline.services.settings, transport=AnswerLostTransport())
-    report = submit_pending_blobs(replace(pipeline.services, kusto=kusto, submitter=kusto))
+    with contextlib.closing(kusto):
+        report = submit_pending_blobs(replace(pipeline.services, kusto=kusto, submitter=kusto))
     assert (report.submitted, report.deferred) == (0, 1)
     wait_for(lambda: row_count(pipeline.emulator, pipeline.table) == 2, "the rows of the request Kusto did get")
     # Not "not accepted": the copy that comes back is judged in doubt once the lease has passed.

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
@@ -223,13 +223,26 @@ HTTP_LOGGER = logging.getLogger(f"{__name__}.http")
 HTTP_LOGGER.setLevel(logging.WARNING)
 
 
+class TryObserver(Protocol):
+    """Told of each try of a call, retries included: just before it goes out, and the status that answered it.
+
+    The submission timer writes its ledger marks from here, so a worker that dies while the pipeline waits
+    out a Retry-After leaves "not accepted" behind (that try was refused), not "sending".
+    """
+
+    def sending(self) -> None: ...
+
+    def answered(self, status: int) -> None: ...
+
+
 class _AnswerWatch:
     """Whether the last try of one call went out and got no answer (filled in by `_WatchAnswers`)."""
 
     OPTION = "answer_watch"
 
-    def __init__(self) -> None:
+    def __init__(self, observer: TryObserver | None) -> None:
         self.unanswered = False
+        self.observer = observer
 
 
 class _WatchAnswers(SansIOHTTPPolicy):
@@ -246,11 +259,15 @@ class _WatchAnswers(SansIOHTTPPolicy):
         watch = request.context.get(_AnswerWatch.OPTION)
         if watch is not None:
             watch.unanswered = True
+            if watch.observer is not None:
+                watch.observer.sending()
 
     def on_response(self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]) -> None:
         watch = request.context.get(_AnswerWatch.OPTION)
         if watch is not None:
             watch.unanswered = False
+            if watch.observer is not None:
+                watch.observer.answered(response.http_response.status_code)
 
 
 def kusto_pipeline(
@@ -295,13 +312,21 @@ def run_options(settings: Settings, credential: TokenCredential | None) -> dict[
     return {}
 
 
-def send_json(pipeline: PipelineClient, settings: Settings, request: HttpRequest, *, operation: str, **options: Any) -> Any:
+def send_json(
+    pipeline: PipelineClient,
+    settings: Settings,
+    request: HttpRequest,
+    *,
+    operation: str,
+    observer: TryObserver | None = None,
+    **options: Any,
+) -> Any:
     """One call through a Kusto pipeline: returns the JSON answer or raises a typed KustoError naming `operation`.
 
     Every failure becomes transient or permanent here, in one place, for the REST client and queue mode alike.
     """
     request.headers["x-ms-client-request-id"] = f"KIC.execute;{uuid.uuid4()}"
-    watch = _AnswerWatch()
+    watch = _AnswerWatch(observer)
     try:
         response: HttpResponse = pipeline.send_request(request, **{_AnswerWatch.OPTION: watch}, **options)
     except ClientAuthenticationError as error:
@@ -429,10 +454,12 @@ class KustoIngestClient:
         properties: Mapping[str, Any],
         *,
         timeout: float | None = None,
+        observer: TryObserver | None = None,
     ) -> str:
         """POST one queued-ingestion request with tracking on; returns Kusto's operation id.
 
-        `timeout` caps the whole call, retries included (the drain passes what is left of its budget).
+        `timeout` caps the whole call, retries included (the drain passes what is left of its budget);
+        `observer` hears of each try.
         """
         body = {
             "timestamp": utc_now_iso(),
@@ -449,7 +476,8 @@ class KustoIngestClient:
                 f"ingestion request for {database}.{table} is invalid: {error}", code="InvalidRequest"
             ) from None
         path = f"/v1/rest/ingestion/queued/{self._target_path(database, table)}"
-        answer = _lower_keys(self._send("POST", path, body=body, operation=f"submission to {database}.{table}", timeout=timeout))
+        operation = f"submission to {database}.{table}"
+        answer = _lower_keys(self._send("POST", path, body=body, operation=operation, timeout=timeout, observer=observer))
         operation_id = answer.get("ingestionoperationid")
         if not isinstance(operation_id, str) or not operation_id:
             raise PermanentKustoError(
@@ -493,8 +521,19 @@ class KustoIngestClient:
         except InvalidNameError as error:
             raise PermanentKustoError(str(error), code="BadRequest_EntityNameIsNotValid") from None
 
-    def _send(self, method: str, path: str, *, operation: str, body: Any = None, timeout: float | None = None) -> Any:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        operation: str,
+        body: Any = None,
+        timeout: float | None = None,
+        observer: TryObserver | None = None,
+    ) -> Any:
         """One call through the pipeline, within the call budget; returns the JSON answer or raises a KustoError."""
         budget = self._call_budget if timeout is None else max(1.0, min(timeout, self._call_budget))
         request = HttpRequest(method, self._base_url + path, json=body)
-        return send_json(self._client, self._settings, request, operation=operation, timeout=budget, **self._run_options)
+        return send_json(
+            self._client, self._settings, request, operation=operation, observer=observer, timeout=budget, **self._run_options
+        )

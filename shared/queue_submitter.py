@@ -36,7 +36,7 @@ from azure.storage.queue import ExponentialRetry, QueueClient, QueueMessage, Tex
 from shared import schemas
 from shared.dm_resources import DmResourceCache
 from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
-from shared.kusto_rest import BlobSource
+from shared.kusto_rest import BlobSource, TryObserver
 from shared.notifications import utc_now_iso
 from shared.redaction import REDACTED, plain_blob_url, redact
 from shared.settings import Settings, SettingsError
@@ -182,11 +182,13 @@ class QueueSubmitter:
         properties: Mapping[str, Any],
         *,
         timeout: float | None = None,
+        observer: TryObserver | None = None,
     ) -> str:
         """Post one ingestion message per blob; returns the chunk's synthetic operation id.
 
         Raises TransientKustoError (the chunk waits; nothing of it stays posted, see the module docstring)
-        or PermanentKustoError (the chunk can never be posted as it is).
+        or PermanentKustoError (the chunk can never be posted as it is). `observer` hears once, before the
+        first message is posted, that the chunk is being sent.
         """
         token = self.cache.identity_token()
         created_at = self._now()
@@ -208,6 +210,8 @@ class QueueSubmitter:
         ]
         server_timeout = max(1, int(timeout)) if timeout is not None else None
         posted: list[tuple[QueueClient, QueueMessage]] = []
+        if observer is not None:
+            observer.sending()
         try:
             for blob, text in zip(blobs, texts, strict=True):
                 posted.append(self._post(blob, text, server_timeout))

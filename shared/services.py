@@ -22,7 +22,7 @@ from shared import storage
 from shared.alert_markers import AlertMarkers
 from shared.blob_access import BlobAccess
 from shared.dm_resources import DataManagementClient, DmResourceCache
-from shared.kusto_rest import BlobSource, KustoIngestClient, kusto_credential
+from shared.kusto_rest import BlobSource, KustoIngestClient, TryObserver, kusto_credential
 from shared.queue_submitter import QueueSubmitter
 from shared.routing import router_for
 from shared.settings import Settings, load_settings
@@ -33,7 +33,8 @@ class Submitter(Protocol):
     """What the submission timer needs of a mode: the chunk size, and one call per chunk.
 
     `KustoIngestClient` (REST mode) and `QueueSubmitter` (queue mode) both fit; either returns an operation
-    id or raises `TransientKustoError` / `PermanentKustoError`, so the drain handles both modes alike.
+    id or raises `TransientKustoError` / `PermanentKustoError`, so the drain handles both modes alike, and
+    either tells `observer` when the chunk goes out (and, in REST mode, how each try was answered).
     """
 
     def effective_batch_size(self) -> int: ...
@@ -46,6 +47,7 @@ class Submitter(Protocol):
         properties: Mapping[str, Any],
         *,
         timeout: float | None = None,
+        observer: TryObserver | None = None,
     ) -> str: ...
 
 

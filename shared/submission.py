@@ -132,6 +132,29 @@ def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = tim
     return report
 
 
+class _ChunkMarks:
+    """The ledger marks of one chunk, written as each try goes out and is answered (a `TryObserver`).
+
+    Marking each try rather than the whole call keeps "sending" to the moments a request may really be in
+    Kusto's hands: while the pipeline waits out a Retry-After, the ledger says "not accepted".
+    """
+
+    def __init__(self, drain: _Drain, chunk: Chunk[PendingItem]) -> None:
+        self._drain = drain
+        self._chunk = chunk
+        self.refused = False
+        """Whether the last mark written says "not accepted" (so the drain need not write it again)."""
+
+    def sending(self) -> None:
+        self._drain.mark(SENDING, self._chunk)
+        self.refused = False
+
+    def answered(self, status: int) -> None:
+        if not 200 <= status < 300:
+            self._drain.mark(NOT_ACCEPTED, self._chunk)
+            self.refused = True
+
+
 class _Drain:
     """The state of one run: the deadline, the targets that said "later", the counts."""
 
@@ -293,6 +316,7 @@ class _Drain:
             self._defer(chunk, retry_after if blocked else 0)
             return
         self._announce_in_doubt(chunk)
+        marks = _ChunkMarks(self, chunk)
         try:
             blobs = [
                 BlobSource(
@@ -304,21 +328,21 @@ class _Drain:
                 )
                 for item in chunk.items
             ]
-            self._mark(SENDING, chunk)
             operation_id = self._services.submitter.submit(
-                chunk.database, chunk.table, blobs, chunk.properties, timeout=remaining
+                chunk.database, chunk.table, blobs, chunk.properties, timeout=remaining, observer=marks
             )
         except TransientKustoError as error:
             with self._lock:
                 self._blocked[chunk.target] = error.retry_after
-            if not isinstance(error, UncertainKustoError):
-                self._mark(NOT_ACCEPTED, chunk)  # uncertain: "sending" stays, so the blobs come back in doubt
+            if not isinstance(error, UncertainKustoError) and not marks.refused:
+                self.mark(NOT_ACCEPTED, chunk)  # uncertain: "sending" stays, so the blobs come back in doubt
             log = logger.error if isinstance(error, KustoAuthError) else logger.warning
             log("submission to %s.%s deferred for this run (%d blobs): %s", chunk.database, chunk.table, len(chunk.items), error)
             self._defer(chunk, error.retry_after)
             return
         except PermanentKustoError as error:
-            self._mark(NOT_ACCEPTED, chunk)
+            if not marks.refused:
+                self.mark(NOT_ACCEPTED, chunk)
             self._reject(chunk, error)
             return
         except AzureError as error:
@@ -328,7 +352,7 @@ class _Drain:
             return
         self._track(chunk, operation_id)
 
-    def _mark(self, state: str, chunk: Chunk[PendingItem]) -> None:
+    def mark(self, state: str, chunk: Chunk[PendingItem]) -> None:
         """Write the chunk's blob versions to the submission ledger as `state`; a storage error never holds them back."""
         try:
             self._services.ledger.record(state, (ledger_key(item.pending) for item in chunk.items))
@@ -405,7 +429,7 @@ class _Drain:
                 del blob["pending"]
             text = schemas.dump(schemas.TRACKING_RECORD, record)
         self._services.tracking_queue.send_message(text)
-        self._mark(ACCEPTED, chunk)
+        self.mark(ACCEPTED, chunk)
         self._delete_all(chunk)
         self._count("operations", 1)
         self._count("submitted", len(chunk.items))

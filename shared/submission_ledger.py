@@ -8,9 +8,10 @@ Kusto's REST API has no idempotency key (its only deduplication, `ingest-by:` ta
 request as its own batch), so the drain keeps its own record and checks it before it submits.
 
 Records: three per submission at most, each 24 bytes (state, time in ms, key):
-* `S` sending, appended BEFORE the request goes out;
-* `A` accepted, appended once Kusto answered with an operation id and the tracking record is written;
-* `N` not accepted, appended when Kusto's answer says it did not take the request (429, 5xx, 4xx).
+* `S` sending, appended BEFORE each try of the request goes out (retries included);
+* `N` not accepted, appended when Kusto's answer to a try says it did not take it (429, 5xx, 4xx), so a
+  worker that dies while the pipeline waits out a Retry-After leaves no doubt behind;
+* `A` accepted, appended once Kusto answered with an operation id and the tracking record is written.
 A key is the blob's `sourceId` (uuid5 of URL and ETag, so an overwritten blob is a new version), or for a
 deliberate resubmission after a failed ingestion uuid5(sourceId, "attempt-N"), never taken for the first.
 The drain reads a key's latest record: `A` means a repeat (dropped), `S` means a worker is sending it or

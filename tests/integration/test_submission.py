@@ -26,7 +26,7 @@ from shared.redaction import plain_blob_url
 from shared.services import Services
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
-from shared.submission_ledger import ACCEPTED, SENDING, SubmissionLedger, ledger_key
+from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, SubmissionLedger, decode, ledger_key
 from shared.transport import EnvironmentOnceTransport
 from tests.integration import outcome_helpers
 from tests.integration.outcome_helpers import emulator_call, unreachable_container, unreachable_queue
@@ -255,6 +255,20 @@ def test_a_chunk_whose_tracking_record_was_not_written_is_not_marked_accepted(pi
     assert (report.submitted, report.deferred) == (0, 1)
     assert (pipeline.services.ledger.lookup(ledger_key(pending)) or pytest.fail("no record")).state == SENDING
     assert pipeline.pending_left() == 1, "the message stays, to come back in doubt"
+
+
+def test_each_throttled_try_is_marked_so_a_crash_in_a_back_off_leaves_no_doubt(pipeline: Pipeline) -> None:
+    blob = pipeline.stage("throttled.csv")
+    key = ledger_key(pipeline.pending(blob, blob.get_blob_properties().etag, 8))
+    emulator_call(pipeline.emulator, "PUT", "/admin/faults", {"throttleRate": 1.0, "retryAfterSeconds": 1})
+    report = submit_pending_blobs(pipeline.services)
+    assert (report.submitted, report.deferred) == (0, 1)
+    container = pipeline.services.blob_service.get_container_client(pipeline.services.settings.state_container)
+    slots = [container.download_blob(slot.name).readall() for slot in container.list_blobs()]
+    records = [entry.state for data in slots for record_key, entry in decode(data) if record_key == key]
+    # Every try the pipeline made (the first and its retries) went out as "sending" and came back "not accepted".
+    assert len(records) >= 4 and records == [SENDING, NOT_ACCEPTED] * (len(records) // 2)
+    assert (pipeline.services.ledger.lookup(key) or pytest.fail("no record")).state == NOT_ACCEPTED
 
 
 class AnswerLostTransport(EnvironmentOnceTransport):

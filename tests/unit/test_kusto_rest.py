@@ -198,6 +198,33 @@ def test_a_non_json_error_body_still_gives_a_typed_error() -> None:
         submit(kusto)
 
 
+class Tries:
+    def __init__(self) -> None:
+        self.seen: list[str | int] = []
+
+    def sending(self) -> None:
+        self.seen.append("sending")
+
+    def answered(self, status: int) -> None:
+        self.seen.append(status)
+
+
+def test_the_observer_hears_each_try_go_out_and_how_it_was_answered() -> None:
+    throttled = answer(429, one_api_error("TooManyRequests", "throttled"), Retry_After="1")
+    kusto, _ = client(throttled, answer(200, {"ingestionOperationId": "op-1"}))
+    tries = Tries()
+    kusto.submit("Telemetry", "Events", [BlobSource(SAS_URL, SOURCE_ID)], {"format": "csv"}, observer=tries)
+    assert tries.seen == ["sending", 429, "sending", 200]
+
+
+def test_the_observer_hears_no_answer_when_none_came() -> None:
+    kusto, _ = client(ServiceResponseError("connection reset by peer"))
+    tries = Tries()
+    with pytest.raises(UncertainKustoError):
+        kusto.submit("Telemetry", "Events", [BlobSource(SAS_URL, SOURCE_ID)], {"format": "csv"}, observer=tries)
+    assert tries.seen == ["sending"]
+
+
 def test_a_post_whose_answer_never_came_is_not_repeated_and_is_uncertain() -> None:
     kusto, transport = client(ServiceResponseTimeoutError("read timed out"))
     with pytest.raises(UncertainKustoError, match=r"no answer came back.*read timed out"):

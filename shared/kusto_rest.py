@@ -323,7 +323,8 @@ def send_json(
 ) -> Any:
     """One call through a Kusto pipeline: returns the JSON answer or raises a typed KustoError naming `operation`.
 
-    Every failure becomes transient or permanent here, in one place, for the REST client and queue mode alike.
+    Every failure becomes transient (uncertain when a try went out and no answer came back) or permanent here,
+    in one place, for the REST client and queue mode alike. `observer` hears of each try (`TryObserver`).
     """
     request.headers["x-ms-client-request-id"] = f"KIC.execute;{uuid.uuid4()}"
     watch = _AnswerWatch(observer)

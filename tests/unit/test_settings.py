@@ -125,6 +125,15 @@ def test_the_duplicate_window_must_outlast_the_pending_visibility_timeout() -> N
     assert load_settings(BASE | {"DUPLICATE_WINDOW_SECONDS": "900", "PENDING_VISIBILITY_TIMEOUT_SECONDS": "900"})
 
 
+def test_the_duplicate_window_must_outlast_a_senders_lease() -> None:
+    # A chunk a dead run was sending is judged once the lease (budget + 60 s) has passed; the ledger must still know it.
+    below = r"^DUPLICATE_WINDOW_SECONDS: 600 is below DRAIN_TIME_BUDGET_SECONDS \+ 60 \(660\)"
+    with pytest.raises(SettingsError, match=below):
+        load_settings(BASE | {"DUPLICATE_WINDOW_SECONDS": "600", "DRAIN_TIME_BUDGET_SECONDS": "600"})
+    settings = load_settings(BASE | {"DUPLICATE_WINDOW_SECONDS": "660", "DRAIN_TIME_BUDGET_SECONDS": "600"})
+    assert settings.sending_lease_seconds == 660
+
+
 def test_the_local_settings_example_loads_and_names_every_local_setting() -> None:
     values = json.loads((ROOT / "local.settings.example.json").read_text(encoding="utf-8"))["Values"]
     identity_only = {name for name in SETTING_NAMES if name.startswith("StagingStorage__")}

@@ -50,7 +50,6 @@ GROUP_COMMIT_LINGER_SECONDS = 0.003
 SENDING = "S"
 ACCEPTED = "A"
 NOT_ACCEPTED = "N"
-_STATES = frozenset({SENDING, ACCEPTED, NOT_ACCEPTED})
 _STATE_CODES = {SENDING: 0, NOT_ACCEPTED: 1, ACCEPTED: 2}
 _CODE_STATES = {code: state for state, code in _STATE_CODES.items()}
 
@@ -124,7 +123,7 @@ def decode(data: bytes) -> Iterable[tuple[bytes, Entry]]:
     """The records in `data` (whole records only); a record of an unknown state is skipped."""
     for index in range(0, len(data) - len(data) % RECORD_BYTES, RECORD_BYTES):
         state = chr(data[index])
-        if state in _STATES:
+        if state in _STATE_CODES:
             entry = Entry(state, int.from_bytes(data[index + 1 : index + 8], "big"))
             yield data[index + 8 : index + RECORD_BYTES], entry
 
@@ -227,16 +226,17 @@ class SubmissionLedger:
         """Append open batches one after another until no record is waiting (runs on the thread that found none running).
 
         The leader lingers a moment before each append: the chunks a drain starts together reach here a
-        millisecond or two apart, and waiting for them halves the appends of a drain.
+        millisecond or two apart, and waiting for them halves the appends of a drain. Finding nothing left
+        to append costs no wait.
         """
         while True:
-            time.sleep(GROUP_COMMIT_LINGER_SECONDS)
             with self._lock:
-                batch = self._open
-                if not batch.records:
+                if not self._open.records:
                     self._flushing = False
                     return
-                self._open = _Batch()
+            time.sleep(GROUP_COMMIT_LINGER_SECONDS)
+            with self._lock:
+                batch, self._open = self._open, _Batch()
             try:
                 self._append(b"".join(batch.records))
             except Exception as error:  # handed to every caller of the batch, which raise it
@@ -310,7 +310,6 @@ class SubmissionLedger:
             if error.status_code == 416:  # nothing appended since the last read
                 return
             raise
-        whole = len(data) - len(data) % RECORD_BYTES
         with self._lock:
-            self._apply(start, data[:whole])
-            self._read_to[start] = offset + whole
+            self._apply(start, data)  # whole records only: one still being appended is read next time
+            self._read_to[start] = offset + len(data) - len(data) % RECORD_BYTES

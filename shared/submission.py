@@ -24,8 +24,8 @@ Every message ends in exactly one way, and always "new state first, then delete 
 
 A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept from
 Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob versions are marked "sending"
-before its request goes out, then "accepted" (once the tracking record is written, so a dropped repeat is
-always tracked) or "not accepted" (when Kusto's answer refused it). A message whose blob version is
+before each try of its request goes out, "not accepted" when Kusto refuses a try, and "accepted" once the
+tracking record is written (so a dropped repeat is always tracked). A message whose blob version is
 accepted (a second pending message from a trigger that fired twice, or a message whose run died after its
 chunk was tracked) is settled as a duplicate: deleted, counted, never sent. A message whose blob version is
 still "sending" waits until the sender's lease has passed (`Settings.sending_lease_seconds`: the drain
@@ -277,9 +277,7 @@ class _Drain:
 
     def _hold(self, message: QueueMessage, text: str, wait: float) -> None:
         """Another run is sending this blob version and may be alive: look again once its lease has passed."""
-        self._services.pending_queue.send_message(text, visibility_timeout=math.ceil(wait))
-        self._delete(message)
-        self._count("deferred", 1)
+        self._put_back(message, text, math.ceil(wait))
         logger.info("pending message %s is being sent by another run: held back for %d s", message.id, math.ceil(wait))
 
     def _malformed(self, message: QueueMessage, error: ValueError) -> None:
@@ -459,9 +457,13 @@ class _Drain:
             if self._too_old(item):
                 self._time_out(item)
                 continue
-            self._services.pending_queue.send_message(item.text, visibility_timeout=visibility)
-            self._delete(item.message)
-            self._count("deferred", 1)
+            self._put_back(item.message, item.text, visibility)
+
+    def _put_back(self, message: QueueMessage, text: str, visibility: int) -> None:
+        """A fresh copy, visible after `visibility` seconds, then the delete: a deferral starts again at dequeue count 0."""
+        self._services.pending_queue.send_message(text, visibility_timeout=visibility)
+        self._delete(message)
+        self._count("deferred", 1)
 
     def _too_old(self, item: PendingItem) -> bool:
         recorded = datetime.fromisoformat(item.pending["recordedAt"].replace("Z", "+00:00"))

@@ -253,9 +253,8 @@ class _WatchAnswers(SansIOHTTPPolicy):
     """
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
-        watch = request.context.options.pop(_AnswerWatch.OPTION, None)  # the transport must not see it
-        if watch is not None:
-            request.context[_AnswerWatch.OPTION] = watch
+        if _AnswerWatch.OPTION in request.context.options:  # first try: out of the options the transport sees
+            request.context[_AnswerWatch.OPTION] = request.context.options.pop(_AnswerWatch.OPTION)
         watch = request.context.get(_AnswerWatch.OPTION)
         if watch is not None:
             watch.unanswered = True

@@ -69,7 +69,10 @@ def _kusto_requests(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
 def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
     """Fill a fresh pending queue with `count` messages, then drain it in a child process (`ours` or `baseline`)."""
     # One timer run drains the whole queue: the budget guards production runs, here it would cut the measure.
-    values = stack.app_settings(prefix, SUBMIT_CONCURRENCY=str(concurrency), DRAIN_TIME_BUDGET_SECONDS="3600")
+    # The ledger's window must outlast a sender's lease (budget + 60 s), or the settings are refused.
+    values = stack.app_settings(
+        prefix, SUBMIT_CONCURRENCY=str(concurrency), DRAIN_TIME_BUDGET_SECONDS="3600", DUPLICATE_WINDOW_SECONDS="7200"
+    )
     _services(values).kusto.close()
     fill_pending_queue(
         stack.azurite.connection_string,
@@ -81,17 +84,18 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
         count,
         prefix,
     )
-    stack.set_faults(latencyMs=latency_ms, failBlobs=FAIL_FAST)
     stack.wait_until_idle()
-    before = stack.stats()
-    child = subprocess.run(
-        [sys.executable, "-m", "bench.drain_child", mode],
-        env=os.environ | values,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    with stack.ingestion_held(latencyMs=latency_ms, failBlobs=FAIL_FAST):
+        before = stack.stats()
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.drain_child", mode],
+            env=os.environ | values,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        after = stack.stats()
     if child.returncode != 0 or not child.stdout.strip():
         raise RuntimeError(f"drain child ({mode}) failed with code {child.returncode}:\n{child.stderr[-4000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
@@ -101,7 +105,7 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
     result["notReceived"] = max(0, count - result["blobs"])
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
-    result["kustoRequests"] = _kusto_requests(before, stack.stats())
+    result["kustoRequests"] = _kusto_requests(before, after)
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms
     return result
@@ -322,7 +326,6 @@ def sdk_queued_ingest(stack: Stack, count: int) -> dict[str, Any]:
     """The same kind of blobs submitted one by one by azure-kusto-ingest's QueuedIngestClient (in .venv-sdk)."""
     if not SDK_PYTHON.exists():
         raise RuntimeError(f"{SDK_PYTHON} is missing: run 'make setup' to create the official SDK environment")
-    stack.set_faults(failBlobs=FAIL_FAST)
     container = "sdk-staging"
     expiry = datetime.now(UTC) + timedelta(hours=2)
     urls = []
@@ -334,18 +337,21 @@ def sdk_queued_ingest(stack: Stack, count: int) -> dict[str, Any]:
         urls.append(f"{stack.azurite.blob_endpoint}/{container}/{name}?{sas}")
     url_file = stack.work_dir / "sdk-urls.json"
     url_file.write_text(json.dumps(urls), encoding="utf-8")
-    before = stack.stats()
-    child = subprocess.run(
-        [str(SDK_PYTHON), str(Path(__file__).parent / "sdk_ingest.py"), stack.emulator.url, DATABASE, TABLE, str(url_file)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        check=False,
-    )
+    stack.wait_until_idle()
+    with stack.ingestion_held(failBlobs=FAIL_FAST):
+        before = stack.stats()
+        child = subprocess.run(
+            [str(SDK_PYTHON), str(Path(__file__).parent / "sdk_ingest.py"), stack.emulator.url, DATABASE, TABLE, str(url_file)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            check=False,
+        )
+        after = stack.stats()
     if child.returncode != 0:
         raise RuntimeError(f"SDK run failed with code {child.returncode}:\n{child.stderr[-4000:]}")
     result = json.loads(child.stdout.strip().splitlines()[-1])
-    kusto = _kusto_requests(before, stack.stats())
+    kusto = _kusto_requests(before, after)
     result["kustoRequests"] = kusto
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["kustoPerBlob"] = sum(kusto.values()) / result["blobs"]

@@ -20,7 +20,7 @@ from typing import Any
 
 from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
 
-NO_FAULTS = {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": []}
+NO_FAULTS = {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": [], "holdIngestion": False}
 
 
 def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
@@ -58,6 +58,21 @@ class Stack:
 
     def set_faults(self, **faults: Any) -> None:
         self.call("PUT", "/admin/faults", {**NO_FAULTS, **faults})
+
+    @contextmanager
+    def ingestion_held(self, **faults: Any) -> Iterator[None]:
+        """`faults` in force, with the emulator holding what it accepts (`holdIngestion`) for the block.
+
+        The emulator still answers every request, as Kusto would, but ingests nothing while a client is
+        measured: a real cluster ingests on machines of its own, never on the client's two cores. After the
+        block the held blobs are worked off under `faults` (fail-fast rules stay), and the next scenario's
+        `wait_until_idle` waits for that.
+        """
+        self.set_faults(**faults, holdIngestion=True)
+        try:
+            yield
+        finally:
+            self.set_faults(**faults)
 
     def stats(self) -> dict[str, Any]:
         return self.call("GET", "/admin/stats")

@@ -1,7 +1,10 @@
 """Fault injection: throttling, server errors, latency and forced blob failures, changeable at run time.
 
 Tests and benchmarks use this to see how a client copes with an unreliable ingestion service. The
-settings start from the command-line flags and are replaced through `PUT /admin/faults`.
+settings start from the command-line flags and are replaced through `PUT /admin/faults`. One setting is
+not a fault but a stand-in for distance: `holdIngestion` keeps accepted blobs queued, unworked, until it is
+turned off, as if ingestion ran on another machine (a real cluster's ingestion never takes its clients'
+CPU); the benchmarks use it so the emulator's work is not charged to the client being measured.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ from urllib.parse import unquote, urlsplit
 from .config import BlobFailureRule, EmulatorConfig
 from .errors import BadRequest
 
-_FAULT_KEYS = ("throttleRate", "errorRate", "latencyMs", "retryAfterSeconds", "failBlobs")
+_FAULT_KEYS = ("throttleRate", "errorRate", "latencyMs", "retryAfterSeconds", "failBlobs", "holdIngestion")
+_HOLD_CHECK_SECONDS = 0.5
+"""How often a held worker thread looks at its stop signal, so a shutdown is never held up for long."""
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class FaultSettings:
     latency_ms: int = 0
     retry_after_seconds: int = 1
     fail_blobs: tuple[BlobFailureRule, ...] = field(default_factory=tuple)
+    hold_ingestion: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,6 +40,7 @@ class FaultSettings:
             "latencyMs": self.latency_ms,
             "retryAfterSeconds": self.retry_after_seconds,
             "failBlobs": [{"pattern": rule.pattern, "errorCode": rule.error_code} for rule in self.fail_blobs],
+            "holdIngestion": self.hold_ingestion,
         }
 
 
@@ -70,6 +77,8 @@ class Faults:
         self._settings = FaultSettings(
             config.throttle_rate, config.error_rate, config.latency_ms, config.retry_after_seconds, config.fail_blobs
         )
+        self._released = threading.Event()
+        self._released.set()
 
     @property
     def settings(self) -> FaultSettings:
@@ -94,9 +103,22 @@ class Faults:
             values["retry_after_seconds"] = _non_negative_int("retryAfterSeconds", changes["retryAfterSeconds"])
         if "failBlobs" in changes:
             values["fail_blobs"] = parse_fail_blob_rules(changes["failBlobs"])
+        if "holdIngestion" in changes:
+            if not isinstance(changes["holdIngestion"], bool):
+                raise BadRequest(f"holdIngestion must be true or false, got {changes['holdIngestion']!r}")
+            values["hold_ingestion"] = changes["holdIngestion"]
         with self._lock:
             self._settings = replace(self._settings, **values)
+            if self._settings.hold_ingestion:
+                self._released.clear()
+            else:
+                self._released.set()
             return self._settings
+
+    def wait_while_held(self, stopping: threading.Event) -> None:
+        """Block while `holdIngestion` is on; returns at once when it is off, and soon after `stopping` is set."""
+        while not stopping.is_set() and not self._released.wait(_HOLD_CHECK_SECONDS):
+            pass
 
     def should_throttle(self) -> bool:
         rate = self.settings.throttle_rate

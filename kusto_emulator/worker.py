@@ -169,6 +169,7 @@ class IngestionWorker:
             item = self._jobs.get()
             if item is None:
                 return
+            self._faults.wait_while_held(self._stopping)
             if self._stopping.is_set():
                 self._finished()  # dropped: left without a final status, so it is resumed at the next start
                 continue

@@ -73,8 +73,6 @@ TIMED_OUT = "Submission_TimedOut"
 IN_DOUBT = "Submission_InDoubt"
 DEFER_SECONDS = 30
 """How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
-DELETE_THREADS = 16
-"""Threads deleting settled messages; each chunk's deletes run side by side (see `_delete_all`)."""
 
 
 @dataclass
@@ -173,11 +171,7 @@ class _Drain:
         round_limit = max(PAGE_SIZE, batch_size * concurrency)
         slots = threading.Semaphore(concurrency)
         ledger_read = False
-        # The deleter is shut down last: chunks still running on the pool use it until the pool is done.
-        with (
-            ThreadPoolExecutor(max_workers=DELETE_THREADS, thread_name_prefix="settle") as self._deleter,
-            ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool,
-        ):
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="submit") as pool:
             while True:
                 if self._clock() >= self._deadline:
                     self.report.out_of_time = True
@@ -486,10 +480,14 @@ class _Drain:
         self._count("timed_out", 1)
 
     def _delete_all(self, chunk: Chunk[PendingItem]) -> None:
-        """Delete a settled chunk's messages side by side: between Kusto's acceptance and the last delete, a crash
-        would submit the chunk again, so that window is kept to about one request instead of twenty."""
-        messages = [item.message for item in (*chunk.items, *chunk.duplicates)]
-        list(self._deleter.map(self._delete, messages))
+        """Delete a settled chunk's messages one after another, on the chunk's own thread.
+
+        A crash part-way leaves the rest to come back, and the ledger, written before, keeps them from Kusto:
+        repeats of an accepted chunk are dropped unsent. Deleting side by side on a pool of its own cost a
+        future and a thread hand-off per message, and more threads contending for the interpreter.
+        """
+        for item in (*chunk.items, *chunk.duplicates):
+            self._delete(item.message)
 
     def _delete(self, message: QueueMessage) -> None:
         try:

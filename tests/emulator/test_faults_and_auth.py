@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import time
+
 import requests
 
 from tests.emulator.conftest import KustoCalls, eventually
@@ -59,11 +62,25 @@ def test_faults_change_at_run_time(start_own_emulator):
     assert failing["errorRate"] == 1.0
     assert refused.status_code == 500 and refused.json()["error"]["@permanent"] is False
     assert served.status_code == 200
-    assert current == {"throttleRate": 0.0, "errorRate": 0.0, "latencyMs": 1, "retryAfterSeconds": 1, "failBlobs": []}
+    assert current == {
+        "throttleRate": 0.0,
+        "errorRate": 0.0,
+        "latencyMs": 1,
+        "retryAfterSeconds": 1,
+        "failBlobs": [],
+        "holdIngestion": False,
+    }
 
 
 def test_bad_fault_settings_are_refused(kusto):
-    for body in ({"throttleRate": 2}, {"latencyMs": -1}, {"failBlobs": [{"pattern": "*"}]}, {"unknown": 1}, [1]):
+    for body in (
+        {"throttleRate": 2},
+        {"latencyMs": -1},
+        {"failBlobs": [{"pattern": "*"}]},
+        {"holdIngestion": 1},
+        {"unknown": 1},
+        [1],
+    ):
         response = requests.put(f"{kusto.url}/admin/faults", json=body, timeout=10)
         assert response.status_code == 400, body
     assert requests.get(f"{kusto.url}/admin/faults", timeout=10).json()["throttleRate"] == 0.0
@@ -94,6 +111,41 @@ def test_fail_blobs_set_at_run_time(kusto, staging, db_table):
         requests.put(f"{kusto.url}/admin/faults", json={"failBlobs": []}, timeout=10)
 
     assert outcome["details"][0]["errorCode"] == "BadRequest_InvalidBlob"
+
+
+def test_held_ingestion_accepts_blobs_and_works_them_off_once_released(start_own_emulator, staging):
+    emulator = start_own_emulator("--auto-create-databases")
+    own = KustoCalls(emulator.url)
+    own.mgmt_rows("D", ".create table T (name:string, n:long, ts:datetime, ok:bool)")
+    requests.put(f"{emulator.url}/admin/faults", json={"holdIngestion": True}, timeout=10)
+
+    accepted = own.submit("D", "T", [{"url": staging.put("held.csv", CSV), "sourceId": "s0"}])
+    operation = accepted.json()["ingestionOperationId"]
+    time.sleep(1.5)  # three of the held workers' looks at their stop signal
+    while_held = own.status("D", "T", operation).json()["status"]
+    rows_while_held = own.count("D", "T")
+    requests.put(f"{emulator.url}/admin/faults", json={"holdIngestion": False}, timeout=10)
+    released = own.wait("D", "T", operation)
+
+    assert accepted.status_code == 200
+    assert (while_held["inProgress"], rows_while_held) == (1, 0)
+    assert released["status"]["succeeded"] == 1 and own.count("D", "T") == 1
+
+
+def test_a_held_emulator_stops_on_sigterm_leaving_its_blobs_to_resume(start_own_emulator, staging):
+    emulator = start_own_emulator("--auto-create-databases")
+    own = KustoCalls(emulator.url)
+    own.mgmt_rows("D", ".create table T (name:string, n:long, ts:datetime, ok:bool)")
+    requests.put(f"{emulator.url}/admin/faults", json={"holdIngestion": True}, timeout=10)
+    blobs = [{"url": staging.put(f"held-{index}.csv", CSV), "sourceId": f"s{index}"} for index in range(60)]
+    operations = [own.submit("D", "T", blobs[start : start + 20]).json()["ingestionOperationId"] for start in (0, 20, 40)]
+
+    emulator.stop()  # SIGTERM, then SIGKILL after 10 s: 60 held blobs waiting 0.5 s each would take 15 s
+    restarted = KustoCalls(start_own_emulator("--auto-create-databases", data_dir=emulator.data_dir).url)
+    resumed = [restarted.wait("D", "T", operation)["status"]["succeeded"] for operation in operations]
+
+    assert emulator.process.returncode == -signal.SIGTERM  # ended on the SIGTERM, not by the SIGKILL 10 s later
+    assert resumed == [20, 20, 20] and restarted.count("D", "T") == 60
 
 
 def test_stats_count_requests_per_route_and_blobs(start_own_emulator, staging):

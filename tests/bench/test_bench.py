@@ -1,0 +1,38 @@
+"""`make bench` itself at toy sizes: the sections it reports must still run against today's app and emulator.
+
+Nothing here is timed: the figures are measurements, printed by `make bench`, never asserted. What is checked
+is that a run completes and that the counts it reports are the ones a drain must produce (every pending
+blob drained by ours and by the baseline, one Kusto POST per 20 blobs, the blob trigger's two storage
+requests per blob), so a change to the settings' rules or to the emulator cannot leave the benchmark broken
+until someone next runs it (a settings check once did, unnoticed for a release).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import parse_args, run
+from bench.report import format_table, table_rows
+
+pytestmark = pytest.mark.e2e
+
+
+def test_throughput_and_request_counts_run_and_count_what_the_drain_does(tmp_path: Path) -> None:
+    args = ["--only", "throughput,requests", "--pending", "40", "--rounds", "1", "--cost-blobs", "20", "--out", str(tmp_path)]
+
+    results = run(parse_args(args))
+
+    drains = results["throughput"]["rounds"][0]
+    assert {name: drain["blobs"] for name, drain in drains.items()} == {"baseline": 40, "ours": 40, "latency150": 40}
+    assert drains["ours"]["submitted"] == drains["latency150"]["submitted"] == 40
+    assert results["kustoPerBlob"]["postsPerBlob"] == 2 / 40
+    cost = results["requests"]
+    assert cost["operations"] == 1
+    assert sum(cost["storageByStage"]["record (blob trigger)"].values()) == 2 * 20
+    drain_posts = {route: n for route, n in cost["kustoByStage"]["drain (submission timer)"].items() if route.startswith("POST")}
+    assert list(drain_posts.values()) == [1]
+    assert cost["kustoByStage"]["record (blob trigger)"] == {}
+    table = format_table(table_rows(results))
+    assert "ratio drain / baseline" in table and "storage requests per blob (counted, 20 blobs)" in table

@@ -66,6 +66,24 @@ def _kusto_requests(before: dict[str, Any], after: dict[str, Any]) -> dict[str, 
     return delta
 
 
+def _measured_child(
+    stack: Stack, what: str, command: list[str], *, env: dict[str, str] | None = None, **faults: Any
+) -> dict[str, Any]:
+    """Run one measured client process with the emulator's ingestion held and return its last stdout line (JSON),
+    with `kustoRequests` added: the Kusto requests it made (`/admin/stats` deltas around it).
+
+    The emulator first works off what earlier steps left it, so none of that runs beside the measure.
+    """
+    stack.wait_until_idle()
+    with stack.ingestion_held(**faults):
+        before = stack.stats()
+        child = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+        after = stack.stats()
+    if child.returncode != 0 or not child.stdout.strip():
+        raise RuntimeError(f"{what} failed with code {child.returncode}:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1]) | {"kustoRequests": _kusto_requests(before, after)}
+
+
 def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
     """Fill a fresh pending queue with `count` messages, then drain it in a child process (`ours` or `baseline`)."""
     # One timer run drains the whole queue: the budget guards production runs, here it would cut the measure.
@@ -84,28 +102,20 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
         count,
         prefix,
     )
-    stack.wait_until_idle()
-    with stack.ingestion_held(latencyMs=latency_ms, failBlobs=FAIL_FAST):
-        before = stack.stats()
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.drain_child", mode],
-            env=os.environ | values,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
-        after = stack.stats()
-    if child.returncode != 0 or not child.stdout.strip():
-        raise RuntimeError(f"drain child ({mode}) failed with code {child.returncode}:\n{child.stderr[-4000:]}")
-    result = json.loads(child.stdout.strip().splitlines()[-1])
+    result = _measured_child(
+        stack,
+        f"drain child ({mode})",
+        [sys.executable, "-m", "bench.drain_child", mode],
+        env=os.environ | values,
+        latencyMs=latency_ms,
+        failBlobs=FAIL_FAST,
+    )
     # Fewer than `count`: Azurite did not hand some messages out (seen under load with deep queues); more: the
     # SDK retried a send that had reached Azurite while filling. Both are reported beside the figure, not hidden.
     result["setupDuplicates"] = max(0, result["blobs"] - count)
     result["notReceived"] = max(0, count - result["blobs"])
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
-    result["kustoRequests"] = _kusto_requests(before, after)
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms
     return result
@@ -337,23 +347,13 @@ def sdk_queued_ingest(stack: Stack, count: int) -> dict[str, Any]:
         urls.append(f"{stack.azurite.blob_endpoint}/{container}/{name}?{sas}")
     url_file = stack.work_dir / "sdk-urls.json"
     url_file.write_text(json.dumps(urls), encoding="utf-8")
-    stack.wait_until_idle()
-    with stack.ingestion_held(failBlobs=FAIL_FAST):
-        before = stack.stats()
-        child = subprocess.run(
-            [str(SDK_PYTHON), str(Path(__file__).parent / "sdk_ingest.py"), stack.emulator.url, DATABASE, TABLE, str(url_file)],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            check=False,
-        )
-        after = stack.stats()
-    if child.returncode != 0:
-        raise RuntimeError(f"SDK run failed with code {child.returncode}:\n{child.stderr[-4000:]}")
-    result = json.loads(child.stdout.strip().splitlines()[-1])
-    kusto = _kusto_requests(before, after)
-    result["kustoRequests"] = kusto
+    result = _measured_child(
+        stack,
+        "SDK run",
+        [str(SDK_PYTHON), str(Path(__file__).parent / "sdk_ingest.py"), stack.emulator.url, DATABASE, TABLE, str(url_file)],
+        failBlobs=FAIL_FAST,
+    )
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
-    result["kustoPerBlob"] = sum(kusto.values()) / result["blobs"]
+    result["kustoPerBlob"] = sum(result["kustoRequests"].values()) / result["blobs"]
     result["storagePerBlob"] = result["storageRequests"] / result["blobs"]
     return result

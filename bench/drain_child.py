@@ -1,9 +1,13 @@
 """One drain in a process of its own, so its CPU time and peak memory are the drain's and nothing else's.
 
-    python -m bench.drain_child ours|baseline      (app settings come from the environment)
+    python -m bench.drain_child ours|baseline COUNT      (app settings come from the environment)
 
-* `ours`: the timer's real work, `shared.submission.submit_pending_blobs(services)`, called again until a
-  run finds the queue empty (as successive timer ticks would).
+Both drain until they have received COUNT messages, so a queue the bench tops up while it drains
+(`bench.pending.topped_up`) is drained to the end even when the drain briefly catches up with the feeder;
+a queue that stays empty for PATIENCE_SECONDS ends the drain early, and the parent reports the shortfall.
+
+* `ours`: the timer's real work, `shared.submission.submit_pending_blobs(services)`, called again and
+  again (as successive timer ticks would).
 * `baseline`: the floor any drain of this queue pays: receive pages of 32 the same way the drain does
   (same SDK client, same `messages_per_page`, same round size) and delete every message on a pool of
   SUBMIT_CONCURRENCY threads, in chunks of MAX_BLOBS_PER_BATCH. No parsing, no Kusto, no tracking.
@@ -22,6 +26,7 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,25 +37,47 @@ from shared.services import build_services
 from shared.settings import load_settings
 from shared.submission import PAGE_SIZE, submit_pending_blobs
 
+PATIENCE_SECONDS = 10.0
+"""How long an empty queue is waited on before the drain gives up short of its count (a top-up takes < 1 s)."""
+_EMPTY_PAUSE_SECONDS = 0.05
+
 
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def _drain_ours() -> dict[str, Any]:
+def _until_received(count: int, drain_once: Callable[[], int]) -> None:
+    """Call `drain_once` (which returns the messages it received) until `count` have been received in all."""
+    received, empty_since = 0, None
+    while received < count:
+        got = drain_once()
+        received += got
+        if got:
+            empty_since = None
+            continue
+        empty_since = empty_since or time.monotonic()
+        if time.monotonic() - empty_since > PATIENCE_SECONDS:
+            return
+        time.sleep(_EMPTY_PAUSE_SECONDS)
+
+
+def _drain_ours(count: int) -> dict[str, Any]:
     services = build_services(load_settings())
     services.kusto.effective_batch_size()  # the configuration call is made once per worker, not per drain
     for schema in (schemas.PENDING_BLOB, schemas.TRACKING_RECORD, schemas.INGEST_REQUEST):
         schemas.validator(schema)  # built once per worker, like the configuration
     totals = {"received": 0, "submitted": 0, "deferred": 0, "rejected": 0, "malformed": 0, "runs": 0}
-    while True:
+
+    def one_run() -> int:
         report = submit_pending_blobs(services)
         totals["runs"] += 1
         for key in ("received", "submitted", "deferred", "rejected", "malformed"):
             totals[key] += getattr(report, key)
-        if report.received == 0:
-            return totals | {"blobs": totals["submitted"]}
+        return report.received
+
+    _until_received(count, one_run)
+    return totals | {"blobs": totals["submitted"]}
 
 
 def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
@@ -58,7 +85,7 @@ def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
         queue.delete_message(message)
 
 
-def _drain_baseline() -> dict[str, Any]:
+def _drain_baseline(count: int) -> dict[str, Any]:
     settings = load_settings()
     queue = build_services(settings).pending_queue
     concurrency, batch = settings.submit_concurrency, settings.max_blobs_per_batch
@@ -66,7 +93,9 @@ def _drain_baseline() -> dict[str, Any]:
     slots = threading.Semaphore(concurrency)
     deleted = 0
     with ThreadPoolExecutor(concurrency) as pool:
-        while True:
+
+        def one_round() -> int:
+            nonlocal deleted
             pager = queue.receive_messages(
                 messages_per_page=PAGE_SIZE,
                 visibility_timeout=settings.pending_visibility_timeout_seconds,
@@ -77,19 +106,20 @@ def _drain_baseline() -> dict[str, Any]:
                 slots.acquire()
                 pool.submit(_delete_all, queue, messages[start : start + batch]).add_done_callback(lambda _: slots.release())
             deleted += len(messages)
-            if len(messages) < round_limit:
-                break
+            return len(messages)
+
+        _until_received(count, one_round)
     return {"blobs": deleted}
 
 
-def main(mode: str) -> dict[str, Any]:
+def main(mode: str, count: int) -> dict[str, Any]:
     drain = {"ours": _drain_ours, "baseline": _drain_baseline}[mode]
     cpu, wall = _cpu_seconds(), time.perf_counter()
-    result = drain()
+    result = drain(count)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return result | {"mode": mode, "seconds": wall, "cpuSeconds": cpu, "peakMemoryMb": peak_kib / 1024}
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1])))
+    print(json.dumps(main(sys.argv[1], int(sys.argv[2]))))

@@ -9,13 +9,22 @@ POST, tracking record, delete.
 
 Enqueueing is the slow part (about 2 ms of SDK CPU per message), so it runs on several processes, each
 with its own client; it is setup, never part of a measured figure.
+
+A drain larger than Azurite can hold queued at a sensible speed (its cost per queue request grows with the
+messages stored, see docs/performance.md) is fed instead: the queue starts with `depth` messages and
+`topped_up` sends the rest while the drain runs, never letting more than `depth` wait. The drain sees the
+same messages in the same order; only the depth Azurite has to scan stays bounded.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
+
+from azure.storage.queue import QueueClient
 
 from shared import schemas
 from shared.notifications import utc_now_iso
@@ -58,28 +67,39 @@ def _slices(count: int, parts: int) -> Iterator[range]:
         yield range(start, min(count, start + step))
 
 
-def _enqueue_slice(connection_string: str, queue: str, texts: list[str]) -> int:
+def pending_messages(blob_endpoint: str, container: str, database: str, table: str, count: int, run: str) -> list[str]:
+    """The texts of `count` valid pending messages of scenario `run`, in the order they are to be queued."""
+    return [pending_message(blob_endpoint, container, database, table, index, run) for index in range(count)]
+
+
+def _clients(connection_string: str, queue: str) -> list[QueueClient]:
     connection = StorageConnection(connection_string=connection_string)
-    clients = [queue_client(connection, queue) for _ in range(_THREADS_PER_PROCESS)]
-    with ThreadPoolExecutor(_THREADS_PER_PROCESS) as pool:
-        futures = [
-            pool.submit(lambda c=client, p=part: [c.send_message(texts[i]) for i in p])
-            for client, part in zip(clients, _slices(len(texts), _THREADS_PER_PROCESS), strict=False)
-        ]
-        for future in futures:
-            future.result()
+    return [queue_client(connection, queue) for _ in range(_THREADS_PER_PROCESS)]
+
+
+def _send(clients: list[QueueClient], pool: ThreadPoolExecutor, texts: list[str]) -> None:
+    """Send `texts`, split between `clients`, each on a thread of `pool`."""
+    futures = [
+        pool.submit(lambda c=client, p=part: [c.send_message(texts[i]) for i in p])
+        for client, part in zip(clients, _slices(len(texts), len(clients)), strict=False)
+    ]
+    for future in futures:
+        future.result()
+
+
+def _enqueue_slice(connection_string: str, queue: str, texts: list[str]) -> int:
+    clients = _clients(connection_string, queue)
+    with ThreadPoolExecutor(len(clients)) as pool:
+        _send(clients, pool, texts)
     for client in clients:
         client.close()
     return len(texts)
 
 
-def fill_pending_queue(
-    connection_string: str, queue: str, blob_endpoint: str, container: str, database: str, table: str, count: int, run: str
-) -> None:
-    """Put `count` pending messages on `queue` (created if missing), using every core."""
+def fill_pending_queue(connection_string: str, queue: str, texts: list[str]) -> None:
+    """Put `texts` on `queue` (created if missing), using every core."""
     client = queue_client(StorageConnection(connection_string=connection_string), queue)
     ensure_queue(client)
-    texts = [pending_message(blob_endpoint, container, database, table, index, run) for index in range(count)]
     processes = max(2, os.cpu_count() or 2)
     with ProcessPoolExecutor(processes) as pool:
         sent = sum(
@@ -87,9 +107,72 @@ def fill_pending_queue(
                 _enqueue_slice,
                 [connection_string] * processes,
                 [queue] * processes,
-                [texts[part.start : part.stop] for part in _slices(count, processes)],
+                [texts[part.start : part.stop] for part in _slices(len(texts), processes)],
             )
         )
-    if sent != count:
-        raise RuntimeError(f"enqueued {sent} pending messages instead of {count}")
+    if sent != len(texts):
+        raise RuntimeError(f"enqueued {sent} pending messages instead of {len(texts)}")
     client.close()
+
+
+class _Feeder(threading.Thread):
+    """Sends `texts` in order whenever the queue has room under `depth` messages, until all are sent or stopped."""
+
+    _PAUSE_SECONDS = 0.05
+
+    def __init__(self, connection_string: str, queue: str, texts: list[str], depth: int) -> None:
+        super().__init__(name="pending-feeder", daemon=True)
+        self._clients = _clients(connection_string, queue)
+        self._texts = texts
+        self._depth = depth
+        self._stopped = threading.Event()
+        self.sent = 0
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        # Small top-ups are as good as large ones, but each costs a count request: wait for a tenth of the room.
+        least = max(1, self._depth // 10)
+        try:
+            with ThreadPoolExecutor(len(self._clients)) as pool:
+                while self.sent < len(self._texts) and not self._stopped.is_set():
+                    room = self._depth - self._clients[0].get_queue_properties().approximate_message_count
+                    if room < least:
+                        self._stopped.wait(self._PAUSE_SECONDS)
+                        continue
+                    batch = self._texts[self.sent : self.sent + room]
+                    _send(self._clients, pool, batch)
+                    self.sent += len(batch)
+        except Exception as error:  # reported by `topped_up` once the drain is over
+            self.error = error
+        finally:
+            for client in self._clients:
+                client.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join()
+
+
+@contextmanager
+def topped_up(connection_string: str, queue: str, texts: list[str], depth: int) -> Iterator[None]:
+    """While the block runs, send `texts` to `queue` in order, keeping at most `depth` messages queued.
+
+    Raises when the block ends before every text was sent: the drain found the queue empty (the feeder fell
+    behind) or the feeder failed, and a figure taken over fewer blobs than asked for must not be reported.
+    """
+    if not texts:
+        yield
+        return
+    feeder = _Feeder(connection_string, queue, texts, depth)
+    feeder.start()
+    try:
+        yield
+    finally:
+        feeder.stop()
+    if feeder.error is not None:
+        raise RuntimeError(f"feeding the pending queue failed after {feeder.sent} messages") from feeder.error
+    if feeder.sent < len(texts):
+        raise RuntimeError(
+            f"the drain ended with {len(texts) - feeder.sent} of {len(texts)} top-up messages unsent (depth {depth}):"
+            " it stopped early, or the feeder could not keep up with it"
+        )

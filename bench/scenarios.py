@@ -5,7 +5,7 @@ per-blob request counts run in this process with counting clients (`bench.counti
 goes through the local host (`python -m devhost`) exactly as `make run` does.
 
 Every drain that is compared with another (ours against the receive-and-delete baseline, 150 ms against
-0 ms, one concurrency level against the next) runs on a stack of its own (`fresh_drain`): a new in-memory
+0 ms, one concurrency level against the next) runs on a stack of its own (`fresh_drain`): a new
 Azurite and a new emulator, stopped afterwards. Azurite slows down for good once earlier scenarios have
 filled and drained queues in it, so sharing one would charge the earlier scenarios' leftovers to the later
 ones (the 150 ms drain measured 25% of the 0 ms figure that way, 92% on a fresh Azurite).
@@ -30,7 +30,7 @@ import duckdb
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
-from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue
+from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
 from bench.stack import Stack, running_stack
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
@@ -84,32 +84,40 @@ def _measured_child(
     return json.loads(child.stdout.strip().splitlines()[-1]) | {"kustoRequests": _kusto_requests(before, after)}
 
 
-def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
-    """Fill a fresh pending queue with `count` messages, then drain it in a child process (`ours` or `baseline`)."""
+def drain(
+    stack: Stack,
+    prefix: str,
+    count: int,
+    mode: str,
+    *,
+    concurrency: int = 8,
+    latency_ms: int = 0,
+    depth: int | None = None,
+) -> dict[str, Any]:
+    """Drain `count` pending messages in a child process (`ours` or `baseline`) from a fresh queue.
+
+    The queue starts full, or, with `depth`, with at most `depth` messages and is topped up as it drains
+    (`bench.pending.topped_up`), so a large drain does not measure Azurite's cost of a deep queue.
+    """
     # One timer run drains the whole queue: the budget guards production runs, here it would cut the measure.
     # The ledger's window must outlast a sender's lease (budget + 60 s), or the settings are refused.
     values = stack.app_settings(
         prefix, SUBMIT_CONCURRENCY=str(concurrency), DRAIN_TIME_BUDGET_SECONDS="3600", DUPLICATE_WINDOW_SECONDS="7200"
     )
     _services(values).kusto.close()
-    fill_pending_queue(
-        stack.azurite.connection_string,
-        values["PENDING_QUEUE"],
-        stack.azurite.blob_endpoint,
-        values["STAGING_CONTAINER"],
-        DATABASE,
-        TABLE,
-        count,
-        prefix,
-    )
-    result = _measured_child(
-        stack,
-        f"drain child ({mode})",
-        [sys.executable, "-m", "bench.drain_child", mode],
-        env=os.environ | values,
-        latencyMs=latency_ms,
-        failBlobs=FAIL_FAST,
-    )
+    connection, queue = stack.azurite.connection_string, values["PENDING_QUEUE"]
+    texts = pending_messages(stack.azurite.blob_endpoint, values["STAGING_CONTAINER"], DATABASE, TABLE, count, prefix)
+    first = count if depth is None else min(count, depth)
+    fill_pending_queue(connection, queue, texts[:first])
+    with topped_up(connection, queue, texts[first:], first):
+        result = _measured_child(
+            stack,
+            f"drain child ({mode})",
+            [sys.executable, "-m", "bench.drain_child", mode, str(count)],
+            env=os.environ | values,
+            latencyMs=latency_ms,
+            failBlobs=FAIL_FAST,
+        )
     # Fewer than `count`: Azurite did not hand some messages out (seen under load with deep queues); more: the
     # SDK retried a send that had reached Azurite while filling. Both are reported beside the figure, not hidden.
     result["setupDuplicates"] = max(0, result["blobs"] - count)
@@ -121,12 +129,14 @@ def drain(stack: Stack, prefix: str, count: int, mode: str, *, concurrency: int 
     return result
 
 
-def fresh_drain(work_dir: Path, name: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0) -> dict[str, Any]:
+def fresh_drain(
+    work_dir: Path, name: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0, depth: int | None = None
+) -> dict[str, Any]:
     """`drain` on a new Azurite and a new emulator of their own (same setup every time), both stopped after."""
     scenario_dir = work_dir / name
     with running_stack(scenario_dir) as stack:
         prepare(stack)
-        result = drain(stack, name, count, mode, concurrency=concurrency, latency_ms=latency_ms)
+        result = drain(stack, name, count, mode, concurrency=concurrency, latency_ms=latency_ms, depth=depth)
     shutil.rmtree(scenario_dir, ignore_errors=True)
     return result
 

@@ -36,3 +36,13 @@ def test_throughput_and_request_counts_run_and_count_what_the_drain_does(tmp_pat
     assert cost["kustoByStage"]["record (blob trigger)"] == {}
     table = format_table(table_rows(results))
     assert "ratio drain / baseline" in table and "storage requests per blob (counted, 20 blobs)" in table
+
+
+def test_a_resource_drain_larger_than_its_queue_depth_handles_every_blob(tmp_path: Path) -> None:
+    args = ["--only", "resources", "--resource-sizes", "60", "--resource-depth", "20", "--out", str(tmp_path)]
+
+    results = run(parse_args(args))
+
+    (drain,) = results["resources"]
+    assert drain["blobs"] == drain["submitted"] == drain["baselineBlobs"] == 60
+    assert "peak memory, drain of 60" in format_table(table_rows(results))

@@ -6,9 +6,9 @@ beside its goal and the baseline measured in the same run) and writes `.bench/re
 
 Azurite's queue slows down as it gets deeper (each queue request scans every message of the account: a
 20,000-deep queue drains at about 20 messages a second on 2 cores, whatever the client). So the throughput
-runs use 5,000 pending blobs, the deepest queue that keeps a round of three drains near six minutes, and the
+runs use 5,000 pending blobs, the deepest queue that keeps a round of three drains at five to six minutes, and the
 drain/baseline ratio depends on that depth (docs/performance.md); the brief's 20,000 is a flag,
-`--pending 20000` (half an hour a drain on Azurite, not on Azure Storage). The CPU and memory drains use the
+`--pending 20000` (tens of minutes a drain on Azurite, not on Azure Storage). The CPU and memory drains use the
 brief's 1,000 and 100,000 blobs, with at most `--resource-depth` queued at a time: the queue is topped up
 as it drains, so the drain handles every blob while Azurite never holds more than that.
 """

@@ -157,8 +157,8 @@ class _Feeder(threading.Thread):
 def topped_up(connection_string: str, queue: str, texts: list[str], depth: int) -> Iterator[None]:
     """While the block runs, send `texts` to `queue` in order, keeping at most `depth` messages queued.
 
-    Raises when the block ends before every text was sent: the drain found the queue empty (the feeder fell
-    behind) or the feeder failed, and a figure taken over fewer blobs than asked for must not be reported.
+    Raises when the block ends before every text was sent (the drain stopped short of its count, or the feeder
+    fell behind it) or the feeder failed: a figure taken over fewer blobs than asked for must not be reported.
     """
     if not texts:
         yield

@@ -208,7 +208,7 @@ def run_soak(config: SoakConfig, log: Any = print) -> SoakResult:
     alerts_file = work_dir / "alerts.jsonl"
     started = time.monotonic()
     result = SoakResult(len(blobs), len(good), len(malformed), [])
-    with running_stack(work_dir) as stack:
+    with running_stack(work_dir, in_memory=True) as stack:
         stack.create_table(DATABASE, CSV_TABLE, "blob_id:string, row:long, value:string")
         stack.create_table(DATABASE, JSON_TABLE, "blob_id:string, value:long")
         values = stack.app_settings(

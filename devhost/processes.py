@@ -135,8 +135,9 @@ def start_azurite(
     queue_port: int | None = None,
     table_port: int | None = None,
     log_path: Path | None = None,
+    in_memory: bool = False,
 ) -> Azurite:
-    """Start Azurite (blob, queue, table) with telemetry off, data under `location`."""
+    """Start Azurite (blob, queue, table) with telemetry off, data under `location` (or in memory)."""
     node = shutil.which("node")
     if node is None:
         raise ServiceError("node is not on PATH: install Node.js 20 or newer")
@@ -166,9 +167,9 @@ def start_azurite(
         "--skipApiVersionCheck",
         "--loose",
         "--disableTelemetry",
-        "--location",
-        str(location),
     ]
+    # Azurite refuses --location together with --inMemoryPersistence.
+    args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
     process = _spawn(args, log_path)
     azurite = Azurite("azurite", process, *ports)
     try:

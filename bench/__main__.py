@@ -158,7 +158,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # Only drains of a queue filled beforehand: a topped-up drain's timer runs end whenever a round comes back
     # short while the feeder refills, so its chunks are partial more often than any real drain's.
     drains_of_ours = [run["ours"] for run in results.get("throughput", {}).get("rounds", [])]
-    drains_of_ours += [run for run in results.get("resources", []) if run["blobs"] <= args.resource_depth]
+    drains_of_ours += [run for run in results.get("resources", []) if not run["toppedUp"]]
     if drains_of_ours:
         results["kustoPerBlob"] = scenarios.largest_drain_kusto(drains_of_ours)
     # Kept when a step failed: the service and local host logs are in it.

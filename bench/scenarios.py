@@ -126,6 +126,7 @@ def drain(
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms
+    result["toppedUp"] = first < count
     return result
 
 

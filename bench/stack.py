@@ -134,7 +134,8 @@ def _emulator(azurite: Azurite, data_dir: Path, extra_args: list[str] | None) ->
 
 @contextmanager
 def running_stack(work_dir: Path, emulator_args: list[str] | None = None, *, in_memory: bool = False) -> Iterator[Stack]:
-    """Start Azurite and an emulator, both keeping their data under `work_dir`; stop both however the block ends.
+    """Start Azurite and an emulator, with their data under `work_dir` (Azurite's in memory if `in_memory`);
+    stop both however the block ends.
 
     The drains run Azurite on disk: in memory (`in_memory`), every message body is an extent of its own,
     and the queue's garbage collector (every minute) removes the extents of deleted messages one at a time

@@ -64,19 +64,48 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _until_received(count: int, drain_once: Callable[[], int]) -> None:
-    """Call `drain_once` (which returns the messages it received) until `count` have been received in all."""
+def _until_received(count: int, drain_once: Callable[[], int]) -> list[tuple[int, float]]:
+    """Call `drain_once` (which returns the messages it received) until `count` have been received in all.
+
+    Returns (messages received so far, process CPU seconds) before the first call and after each call
+    that received some, from which `cpu_by_tenth` reads how the cost per blob moved along the drain.
+    """
     received, empty_since = 0, None
+    progress = [(0, _cpu_seconds())]
     while received < count:
         got = drain_once()
         received += got
         if got:
+            progress.append((received, _cpu_seconds()))
             empty_since = None
             continue
         empty_since = empty_since or time.monotonic()
         if time.monotonic() - empty_since > PATIENCE_SECONDS:
-            return
+            break
         time.sleep(_EMPTY_PAUSE_SECONDS)
+    return progress
+
+
+def cpu_by_tenth(progress: list[tuple[int, float]]) -> dict[str, float] | None:
+    """CPU ms per blob over the first and the last tenth of a drain, or None if its runs were too few to tell.
+
+    Both figures come from one process in one drain, so they show whether the cost per blob grows with
+    the blobs handled (a growing cache, a lookup that slows) without the spread between separate runs.
+    A tenth is measured between the samples that bracket it, so it needs runs of at most a tenth each.
+    """
+    total = progress[-1][0]
+    if total == 0:
+        return None
+    tenth = total / 10
+    first_end = next((sample for sample in progress if sample[0] >= tenth), None)
+    last_start = next((sample for sample in reversed(progress) if sample[0] <= total - tenth), None)
+    if first_end is None or last_start is None or first_end[0] > 2 * tenth or last_start[0] < total - 2 * tenth:
+        return None
+
+    def per_blob(start: tuple[int, float], end: tuple[int, float]) -> float:
+        return 1000 * (end[1] - start[1]) / (end[0] - start[0])
+
+    return {"firstTenth": per_blob(progress[0], first_end), "lastTenth": per_blob(last_start, progress[-1])}
 
 
 def _drain_ours(count: int) -> dict[str, Any]:
@@ -93,8 +122,8 @@ def _drain_ours(count: int) -> dict[str, Any]:
             totals[key] += getattr(report, key)
         return report.received
 
-    _until_received(count, one_run)
-    return totals | {"blobs": totals["submitted"]}
+    progress = _until_received(count, one_run)
+    return totals | {"blobs": totals["submitted"], "cpuMsPerBlobByTenth": cpu_by_tenth(progress)}
 
 
 def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:

@@ -99,6 +99,16 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ),
             _row(f"peak memory, drain of {size['blobs']}", f"{size['peakMemoryMb']:.0f} MB", "<= 200 MB", "drain process VmHWM"),
         ]
+        tenths = size["cpuMsPerBlobByTenth"]
+        if tenths:
+            rows.append(
+                _row(
+                    f"  CPU per blob, first / last tenth of {size['blobs']}",
+                    f"{tenths['firstTenth']:.2f} / {tenths['lastTenth']:.2f} ms",
+                    "flat",
+                    "same drain, same process",
+                )
+            )
     sdk = results.get("sdk")
     if sdk:
         ours = sdk["ours"]

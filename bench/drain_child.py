@@ -13,11 +13,10 @@ a queue that stays empty for PATIENCE_SECONDS ends the drain early, and the pare
   SUBMIT_CONCURRENCY threads, in chunks of MAX_BLOBS_PER_BATCH. No parsing, no Kusto, no tracking.
 
 CPU and wall time are taken around the drain only; peak memory is the process's own high-water mark
-(`peak_memory_mb`, which says why not `ru_maxrss`). What a worker
-does once per process is left out of the clock, as it is not per blob: imports, client creation, the
-ingestion configuration GET (still counted among the Kusto requests, which the parent reads from the
-emulator) and building the three schema validators the drain uses (about 0.25 s of CPU, once). The last
-stdout line is one JSON object.
+(`peak_memory_mb`, which says why not `ru_maxrss`). What a worker does once per process is left out of the
+clock, as it is not per blob: imports, client creation, the ingestion configuration GET (still counted among
+the Kusto requests, which the parent reads from the emulator) and building the three schema validators the
+drain uses (about 0.25 s of CPU, once). The last stdout line is one JSON object.
 """
 
 from __future__ import annotations

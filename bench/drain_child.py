@@ -96,9 +96,9 @@ def cpu_by_tenth(progress: list[tuple[int, float]]) -> dict[str, float] | None:
     if total == 0:
         return None
     tenth = total / 10
-    first_end = next((sample for sample in progress if sample[0] >= tenth), None)
-    last_start = next((sample for sample in reversed(progress) if sample[0] <= total - tenth), None)
-    if first_end is None or last_start is None or first_end[0] > 2 * tenth or last_start[0] < total - 2 * tenth:
+    first_end = next(sample for sample in progress if sample[0] >= tenth)  # the last sample qualifies
+    last_start = next(sample for sample in reversed(progress) if sample[0] <= total - tenth)  # so does (0, ...)
+    if first_end[0] > 2 * tenth or last_start[0] < total - 2 * tenth:
         return None
 
     def per_blob(start: tuple[int, float], end: tuple[int, float]) -> float:
@@ -107,22 +107,30 @@ def cpu_by_tenth(progress: list[tuple[int, float]]) -> dict[str, float] | None:
     return {"firstTenth": per_blob(progress[0], first_end), "lastTenth": per_blob(last_start, progress[-1])}
 
 
-def _drain_ours(count: int) -> dict[str, Any]:
+Drain = Callable[[int], dict[str, Any]]
+"""Drains COUNT messages and says what it did; made by a `_prepare_*` that has done the per-process set-up."""
+
+
+def _prepare_ours() -> Drain:
     services = build_services(load_settings())
     services.kusto.effective_batch_size()  # the configuration call is made once per worker, not per drain
     for schema in (schemas.PENDING_BLOB, schemas.TRACKING_RECORD, schemas.INGEST_REQUEST):
         schemas.validator(schema)  # built once per worker, like the configuration
-    totals = {"received": 0, "submitted": 0, "deferred": 0, "rejected": 0, "malformed": 0, "runs": 0}
 
-    def one_run() -> int:
-        report = submit_pending_blobs(services)
-        totals["runs"] += 1
-        for key in ("received", "submitted", "deferred", "rejected", "malformed"):
-            totals[key] += getattr(report, key)
-        return report.received
+    def drain(count: int) -> dict[str, Any]:
+        totals = {"received": 0, "submitted": 0, "deferred": 0, "rejected": 0, "malformed": 0, "runs": 0}
 
-    progress = _until_received(count, one_run)
-    return totals | {"blobs": totals["submitted"], "cpuMsPerBlobByTenth": cpu_by_tenth(progress)}
+        def one_run() -> int:
+            report = submit_pending_blobs(services)
+            totals["runs"] += 1
+            for key in ("received", "submitted", "deferred", "rejected", "malformed"):
+                totals[key] += getattr(report, key)
+            return report.received
+
+        progress = _until_received(count, one_run)
+        return totals | {"blobs": totals["submitted"], "cpuMsPerBlobByTenth": cpu_by_tenth(progress)}
+
+    return drain
 
 
 def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
@@ -130,35 +138,39 @@ def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
         queue.delete_message(message)
 
 
-def _drain_baseline(count: int) -> dict[str, Any]:
+def _prepare_baseline() -> Drain:
     settings = load_settings()
     queue = build_services(settings).pending_queue
     concurrency, batch = settings.submit_concurrency, settings.max_blobs_per_batch
     round_limit = max(PAGE_SIZE, batch * concurrency)
-    slots = threading.Semaphore(concurrency)
-    deleted = 0
-    with ThreadPoolExecutor(concurrency) as pool:
 
-        def one_round() -> int:
-            nonlocal deleted
-            pager = queue.receive_messages(
-                messages_per_page=PAGE_SIZE,
-                visibility_timeout=settings.pending_visibility_timeout_seconds,
-                max_messages=round_limit,
-            )
-            messages = [message for page in pager.by_page() for message in page]
-            for start in range(0, len(messages), batch):
-                slots.acquire()
-                pool.submit(_delete_all, queue, messages[start : start + batch]).add_done_callback(lambda _: slots.release())
-            deleted += len(messages)
-            return len(messages)
+    def drain(count: int) -> dict[str, Any]:
+        slots = threading.Semaphore(concurrency)
+        deleted = 0
+        with ThreadPoolExecutor(concurrency) as pool:  # leaving it waits for the last deletes, on the clock
 
-        _until_received(count, one_round)
-    return {"blobs": deleted}
+            def one_round() -> int:
+                nonlocal deleted
+                pager = queue.receive_messages(
+                    messages_per_page=PAGE_SIZE,
+                    visibility_timeout=settings.pending_visibility_timeout_seconds,
+                    max_messages=round_limit,
+                )
+                messages = [message for page in pager.by_page() for message in page]
+                for start in range(0, len(messages), batch):
+                    slots.acquire()
+                    pool.submit(_delete_all, queue, messages[start : start + batch]).add_done_callback(lambda _: slots.release())
+                deleted += len(messages)
+                return len(messages)
+
+            _until_received(count, one_round)
+        return {"blobs": deleted}
+
+    return drain
 
 
 def main(mode: str, count: int) -> dict[str, Any]:
-    drain = {"ours": _drain_ours, "baseline": _drain_baseline}[mode]
+    drain = {"ours": _prepare_ours, "baseline": _prepare_baseline}[mode]()
     cpu, wall = _cpu_seconds(), time.perf_counter()
     result = drain(count)
     wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu

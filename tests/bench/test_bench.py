@@ -49,3 +49,16 @@ def test_a_resource_drain_larger_than_its_queue_depth_handles_every_blob(tmp_pat
     assert drain["cpuMsPerBlobByTenth"]["firstTenth"] > 0 and drain["cpuMsPerBlobByTenth"]["lastTenth"] > 0
     table = format_table(table_rows(results))
     assert "peak memory, drain of 60" in table and "CPU per blob, first / last tenth of 60" in table
+
+
+def test_the_emulator_section_ingests_its_csv_and_charges_the_emulator_for_its_posts(tmp_path: Path) -> None:
+    args = ["--only", "emulator", "--csv-rows", "500", "--posts", "40", "--out", str(tmp_path)]
+
+    results = run(parse_args(args))
+
+    csv, posts = results["emulator"]["csv"], results["emulator"]["posts"]
+    assert csv["rows"] == 500 and csv["megabytes"] > 0
+    assert posts["requests"] == 40
+    if Path("/proc/self/stat").exists():
+        assert posts["emulatorCpuSeconds"] > 0  # 40 POSTs and 800 failed blobs cost the emulator some CPU
+        assert "ms a POST" in format_table(table_rows(results))

@@ -16,7 +16,7 @@ CPU and wall time are taken around the drain only; peak memory is the process's 
 (`peak_memory_mb`, which says why not `ru_maxrss`). What a worker does once per process is left out of the
 clock, as it is not per blob: imports, client creation, the ingestion configuration GET (still counted among
 the Kusto requests, which the parent reads from the emulator) and building the three schema validators the
-drain uses (50-90 ms of CPU in all, once). The last stdout line is one JSON object.
+drain uses (all of it 50-90 ms of CPU, once). The last stdout line is one JSON object.
 """
 
 from __future__ import annotations

@@ -28,8 +28,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from azure.storage.queue import QueueClient, QueueMessage
 
@@ -63,21 +64,43 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def _until_received(count: int, drain_once: Callable[[], int]) -> list[tuple[int, float]]:
+class Sample(NamedTuple):
+    """Where a drain stood after a call that received messages (or before the first call)."""
+
+    received: int
+    """Messages received so far."""
+    cpu: float
+    """Process CPU seconds so far."""
+    idle_cpu: float
+    """Of `cpu`, the seconds spent in calls that received nothing: a topped-up drain waiting on its feeder."""
+    calls: int
+    """Calls so far that received messages (timer runs, for `ours`)."""
+    empty_calls: int
+    """Calls so far that received nothing."""
+
+
+def _until_received(count: int, drain_once: Callable[[], int]) -> list[Sample]:
     """Call `drain_once` (which returns the messages it received) until `count` have been received in all.
 
-    Returns (messages received so far, process CPU seconds) before the first call and after each call
-    that received some, from which `cpu_by_tenth` reads how the cost per blob moved along the drain.
+    Returns a `Sample` before the first call and after each call that received some, from which
+    `cpu_by_tenth` reads how the cost per blob moved along the drain. The CPU of calls that found the queue
+    empty is kept apart: a drain that catches up with its feeder more often pays more of it per blob, which is
+    the feeder's pace, not the cost of handling a blob.
     """
     received, empty_since = 0, None
-    progress = [(0, _cpu_seconds())]
+    idle_cpu, calls, empty_calls = 0.0, 0, 0
+    progress = [Sample(0, _cpu_seconds(), 0.0, 0, 0)]
     while received < count:
+        before = _cpu_seconds()
         got = drain_once()
         received += got
         if got:
-            progress.append((received, _cpu_seconds()))
+            calls += 1
+            progress.append(Sample(received, _cpu_seconds(), idle_cpu, calls, empty_calls))
             empty_since = None
             continue
+        idle_cpu += _cpu_seconds() - before
+        empty_calls += 1
         empty_since = empty_since or time.monotonic()
         if time.monotonic() - empty_since > PATIENCE_SECONDS:
             break
@@ -85,26 +108,32 @@ def _until_received(count: int, drain_once: Callable[[], int]) -> list[tuple[int
     return progress
 
 
-def cpu_by_tenth(progress: list[tuple[int, float]]) -> dict[str, float] | None:
-    """CPU ms per blob over the first and the last tenth of a drain, or None if its runs were too few to tell.
+def _span(start: Sample, end: Sample) -> dict[str, float]:
+    blobs = end.received - start.received
+    return {
+        "cpuMsPerBlob": 1000 * (end.cpu - start.cpu) / blobs,
+        "idleCpuMsPerBlob": 1000 * (end.idle_cpu - start.idle_cpu) / blobs,
+        "blobsPerCall": blobs / (end.calls - start.calls),
+        "emptyCalls": end.empty_calls - start.empty_calls,
+    }
 
-    Both figures come from one process in one drain, so they show whether the cost per blob grows with
-    the blobs handled (a growing cache, a lookup that slows) without the spread between separate runs.
-    A tenth is measured between the samples that bracket it, so it needs runs of at most a tenth each.
+
+def cpu_by_tenth(progress: list[Sample]) -> list[dict[str, float]] | None:
+    """How each tenth of a drain went, first to last, or None if its runs were too few to tell.
+
+    Per tenth: CPU ms per blob, the part of it spent in calls that received nothing (`idleCpuMsPerBlob`),
+    blobs per call that received some, and calls that received none. All from one process in one drain, so
+    they show whether the cost per blob grows with the blobs handled (a growing cache, a lookup that slows)
+    without the spread between separate runs. A tenth runs from the first sample at or past its start to the
+    first at or past its end, so it needs calls of at most a tenth each.
     """
-    total = progress[-1][0]
+    total = progress[-1].received
     if total == 0:
         return None
-    tenth = total / 10
-    first_end = next(sample for sample in progress if sample[0] >= tenth)  # the last sample qualifies
-    last_start = next(sample for sample in reversed(progress) if sample[0] <= total - tenth)  # so does (0, ...)
-    if first_end[0] > 2 * tenth or last_start[0] < total - 2 * tenth:
+    bounds = [progress[0]] + [next(sample for sample in progress if sample.received >= total * k / 10) for k in range(1, 11)]
+    if any(not 0 < end.received - start.received <= total / 5 for start, end in pairwise(bounds)):
         return None
-
-    def per_blob(start: tuple[int, float], end: tuple[int, float]) -> float:
-        return 1000 * (end[1] - start[1]) / (end[0] - start[0])
-
-    return {"firstTenth": per_blob(progress[0], first_end), "lastTenth": per_blob(last_start, progress[-1])}
+    return [_span(start, end) for start, end in pairwise(bounds)]
 
 
 Drain = Callable[[int], dict[str, Any]]
@@ -128,7 +157,7 @@ def _prepare_ours() -> Drain:
             return report.received
 
         progress = _until_received(count, one_run)
-        return totals | {"blobs": totals["submitted"], "cpuMsPerBlobByTenth": cpu_by_tenth(progress)}
+        return totals | {"blobs": totals["submitted"], "cpuByTenth": cpu_by_tenth(progress)}
 
     return drain
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import threading
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from .errors import BadRequest, DatabaseNotFound, EntityAlreadyExists, MappingNotFound, TableNotFound
 from .kusto_types import duckdb_type, kusto_type_of
@@ -48,6 +51,37 @@ BOOKKEEPING_DDL = (
 def utc_now() -> datetime:
     """Naive UTC now: DuckDB TIMESTAMP columns hold UTC without a zone."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def insert_rows(cursor: duckdb.DuckDBPyConnection, table: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert rows (in the table's column order) with one statement.
+
+    Not `executemany`: DuckDB runs the statement once per row, at 0.2-0.5 ms of CPU each, which was most of
+    the cost of recording a batch of failed blobs. An Arrow table of the rows goes in at once.
+    """
+    if not rows:
+        return
+    columns = {f"c{index}": list(values) for index, values in enumerate(zip(*rows, strict=True))}
+    cursor.register("_emulator_new_rows", pa.table(columns))
+    try:
+        cursor.execute(f"INSERT INTO {table} SELECT * FROM _emulator_new_rows")  # noqa: S608 - a fixed table name
+    finally:
+        cursor.unregister("_emulator_new_rows")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One row of `.show ingestion failures`. `source_path` must already be free of credentials."""
+
+    operation_id: str
+    database: str
+    table: str
+    source_path: str
+    source_id: str
+    error_code: str
+    failure_status: str
+    details: str
+    failed_on: datetime = field(default_factory=utc_now)
 
 
 @dataclass(frozen=True)
@@ -258,27 +292,27 @@ class Catalog:
 
     # --- failures and extents --------------------------------------------------------------------
 
-    def record_failure(
-        self,
-        *,
-        operation_id: str,
-        database: str,
-        table: str,
-        source_path: str,
-        source_id: str,
-        error_code: str,
-        failure_status: str,
-        details: str,
-        cursor: duckdb.DuckDBPyConnection | None = None,
-    ) -> None:
-        """Add a row to `.show ingestion failures`. `source_path` must already be free of credentials."""
-        row = [operation_id, database, table, utc_now(), source_path, source_id, error_code, failure_status, details]
-        sql = "INSERT INTO _emulator.ingestion_failures VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    def record_failures(self, failures: Sequence[Failure], cursor: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Add rows to `.show ingestion failures`, in the caller's transaction when a cursor is given."""
+        rows = [
+            (
+                failure.operation_id,
+                failure.database,
+                failure.table,
+                failure.failed_on,
+                failure.source_path,
+                failure.source_id,
+                failure.error_code,
+                failure.failure_status,
+                failure.details,
+            )
+            for failure in failures
+        ]
         if cursor is not None:
-            cursor.execute(sql, row)
+            insert_rows(cursor, "_emulator.ingestion_failures", rows)
             return
         with self.cursor() as cur:
-            cur.execute(sql, row)
+            insert_rows(cur, "_emulator.ingestion_failures", rows)
 
     def list_failures(self, database: str | None = None) -> list[tuple]:
         with self.cursor() as cur:

@@ -87,14 +87,15 @@ class KustoFrontDoor:
                 latency = self.state.faults.settings.latency_ms
                 if latency:
                     await asyncio.sleep(latency / 1000)
-            refusal = self._refusal(scope)
-            if refusal is None:
-                await self.app(scope, receive, send_and_watch)
-            else:
-                headers = None
-                if isinstance(refusal, Throttled):
-                    headers = {"Retry-After": str(self.state.faults.settings.retry_after_seconds)}
-                await error_response(refusal, request_id, headers)(scope, receive, send_and_watch)
+            with self.state.activity.answering():  # after the injected latency: a request waiting is not work
+                refusal = self._refusal(scope)
+                if refusal is None:
+                    await self.app(scope, receive, send_and_watch)
+                else:
+                    headers = None
+                    if isinstance(refusal, Throttled):
+                        headers = {"Retry-After": str(self.state.faults.settings.retry_after_seconds)}
+                    await error_response(refusal, request_id, headers)(scope, receive, send_and_watch)
         finally:
             elapsed = (time.perf_counter() - started) * 1000
             self.state.stats.count_request(self._route_label(scope), status)

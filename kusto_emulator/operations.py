@@ -2,8 +2,8 @@
 
 An accepted request is answered only once it is on disk, so nothing acknowledged is lost in a crash. A
 commit to the DuckDB file costs about a millisecond, which would cap the endpoint far below the hundreds
-of requests per second a benchmark sends, so one writer thread commits whatever requests are waiting in
-one transaction (group commit) and wakes their handlers.
+of requests per second a benchmark sends, so the requests waiting are committed together
+(`group_commit`) and their handlers woken.
 
 Blob credentials (the SAS query or `;managed_identity=` suffix) are stored apart from the plain URL, only
 so that unfinished blobs can be resumed after a restart; they never appear in a status answer or a log.
@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
-import queue
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,10 +20,8 @@ from typing import Any
 import pyarrow as pa
 
 from .catalog import Catalog
+from .group_commit import GroupCommitter
 
-logger = logging.getLogger(__name__)
-
-_BATCH_LIMIT = 1000
 _BLOB_TYPE = pa.struct([("url", pa.string()), ("credential", pa.string()), ("source_id", pa.string()), ("raw_size", pa.int64())])
 
 
@@ -62,67 +57,26 @@ class BlobResult:
     finished_at: datetime
 
 
+_Waiting = tuple[Operation, asyncio.Future, asyncio.AbstractEventLoop]
+"""An operation put to the writer, with the future its request handler awaits and that handler's loop."""
+
+
 class OperationStore:
     """Writes operations with group commit and reads them back for status answers and resumption."""
 
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
-        # SimpleQueue: its put never waits on a lock the writer thread may hold, so the event loop is not held up.
-        self._queue: queue.SimpleQueue[tuple[Operation, asyncio.Future, asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
-        self._writer = threading.Thread(target=self._write_loop, name="operation-writer", daemon=True)
-        self._writer.start()
+        self._writer = GroupCommitter[_Waiting](catalog, "operation-writer", _write, _wake)
 
     async def record(self, operation: Operation) -> None:
         """Persist `operation`; returns once it is committed (raises if the commit failed)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
-        self._queue.put((operation, done, loop))
+        self._writer.put((operation, done, loop))
         await done
 
     def close(self) -> None:
-        self._queue.put(None)
-        self._writer.join(timeout=30)
-
-    def _write_loop(self) -> None:
-        with self._catalog.cursor() as cursor:
-            while True:
-                first = self._queue.get()
-                if first is None:
-                    return
-                batch = [first]
-                while len(batch) < _BATCH_LIMIT:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        self._queue.put(None)
-                        break
-                    batch.append(item)
-                error = self._write(cursor, [operation for operation, _, _ in batch])
-                for _, done, loop in batch:
-                    loop.call_soon_threadsafe(_settle, done, error)
-
-    def _write(self, cursor: Any, operations: list[Operation]) -> Exception | None:
-        rows = pa.table(
-            {
-                "operation_id": [op.operation_id for op in operations],
-                "database": [op.database for op in operations],
-                "table": [op.table for op in operations],
-                "tracked": [op.tracked for op in operations],
-                "start_time": pa.array([op.start_time for op in operations], pa.timestamp("us")),
-                "properties": [json.dumps(op.properties) for op in operations],
-                "blobs": pa.array([[blob.__dict__ for blob in op.blobs] for op in operations], pa.list_(_BLOB_TYPE)),
-            }
-        )
-        try:
-            cursor.register("_emulator_new_operations", rows)
-            cursor.execute("INSERT INTO _emulator.operations SELECT * FROM _emulator_new_operations")
-            cursor.unregister("_emulator_new_operations")
-        except Exception as error:
-            logger.exception("could not record %d operations", len(operations))
-            return error
-        return None
+        self._writer.close()
 
     def get(self, operation_id: str) -> Operation | None:
         with self._catalog.cursor() as cursor:
@@ -152,6 +106,31 @@ class OperationStore:
                 "AND r.blob_index = b.i) ORDER BY o.start_time, b.i"
             ).fetchall()
         return [(_operation(row[:7]), int(row[7])) for row in rows]
+
+
+def _write(cursor: Any, batch: list[_Waiting]) -> None:
+    operations = [operation for operation, _, _ in batch]
+    rows = pa.table(
+        {
+            "operation_id": [op.operation_id for op in operations],
+            "database": [op.database for op in operations],
+            "table": [op.table for op in operations],
+            "tracked": [op.tracked for op in operations],
+            "start_time": pa.array([op.start_time for op in operations], pa.timestamp("us")),
+            "properties": [json.dumps(op.properties) for op in operations],
+            "blobs": pa.array([[blob.__dict__ for blob in op.blobs] for op in operations], pa.list_(_BLOB_TYPE)),
+        }
+    )
+    cursor.register("_emulator_new_operations", rows)
+    try:
+        cursor.execute("INSERT INTO _emulator.operations SELECT * FROM _emulator_new_operations")
+    finally:
+        cursor.unregister("_emulator_new_operations")
+
+
+def _wake(batch: list[_Waiting], error: Exception | None) -> None:
+    for _, done, loop in batch:
+        loop.call_soon_threadsafe(_settle, done, error)
 
 
 def _settle(done: asyncio.Future, error: Exception | None) -> None:

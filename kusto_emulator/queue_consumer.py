@@ -23,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, UpdateMode
 from azure.storage.queue import QueueClient, QueueMessage, TextBase64EncodePolicy
 
+from .catalog import Failure
 from .errors import EmulatorError, IngestionError
 from .identity_token import IdentityTokens, InvalidIdentityTokenError
 from .ingestion_resources import POISON_SUFFIX, IngestionResources
@@ -154,15 +155,19 @@ class QueueConsumer:
     def _reject(self, queue_name: str, rejected: RejectedMessageError) -> None:
         plain_url = split_credential(rejected.blob_url)[0]
         operation_id = str(uuid.uuid4())
-        self._state.catalog.record_failure(
-            operation_id=operation_id,
-            database=rejected.database,
-            table=rejected.table,
-            source_path=plain_url,
-            source_id=rejected.source_id,
-            error_code=rejected.code,
-            failure_status="Permanent",
-            details=rejected.details,
+        self._state.catalog.record_failures(
+            [
+                Failure(
+                    operation_id=operation_id,
+                    database=rejected.database,
+                    table=rejected.table,
+                    source_path=plain_url,
+                    source_id=rejected.source_id,
+                    error_code=rejected.code,
+                    failure_status="Permanent",
+                    details=rejected.details,
+                )
+            ]
         )
         self._state.stats.count_blob("Failed")
         logger.info("queue message for source %s on %s rejected: %s", rejected.source_id, queue_name, rejected.code)

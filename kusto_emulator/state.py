@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from .activity import RequestActivity
 from .catalog import Catalog
 from .config import EmulatorConfig
 from .errors import DatabaseNotFound
@@ -18,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class EmulatorState:
-    """Config, catalog, worker, faults, stats and operations, handed to every module's `routes(state)`."""
+    """Config, catalog, worker, faults, stats, operations and request activity, handed to every module's `routes(state)`."""
 
     config: EmulatorConfig
     catalog: Catalog
@@ -26,6 +27,7 @@ class EmulatorState:
     faults: Faults
     stats: Stats
     operations: OperationStore
+    activity: RequestActivity
 
     @property
     def storage_connection_string(self) -> str:
@@ -38,6 +40,7 @@ class EmulatorState:
             catalog.ensure_database(database)
         faults = Faults(config)
         stats = Stats()
+        activity = RequestActivity()
         worker = IngestionWorker(
             catalog,
             config.storage_connection_string,
@@ -46,8 +49,9 @@ class EmulatorState:
             config.workers,
             config.data_dir / "tmp",
             config.max_data_size,
+            activity,
         )
-        return cls(config, catalog, worker, faults, stats, OperationStore(catalog))
+        return cls(config, catalog, worker, faults, stats, OperationStore(catalog), activity)
 
     def use_database(self, database: str) -> None:
         """Make sure `database` exists: create it with `--auto-create-databases`, else DatabaseNotFound."""

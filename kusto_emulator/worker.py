@@ -7,9 +7,9 @@ crash a blob is either fully ingested and marked Succeeded or not ingested at al
 
 A failed blob has no rows to commit, only its failure record and final status, and failures come by the
 thousand when a benchmark or a fault rule fails every blob: one transaction each cost 2.4 ms of CPU a blob,
-taken from the request handlers' share of the GIL. So failures are committed together by one writer
-(`group_commit`), 0.08 ms a blob; the blob stays InProgress, and its caller is told, only once its failure
-is on disk.
+so a burst of 60,000 kept the emulator busy for minutes after it. So failures are committed together by one
+writer (`group_commit`), 0.08 ms a blob; the blob stays InProgress, and its caller is told, only once its
+failure is on disk.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ OnFinished = Callable[[BlobOutcome], None]
 
 @dataclass(frozen=True)
 class _Failed:
-    """A failed job's outcome on its way to the failure writer, with whom to tell once it is recorded."""
+    """A failed job's outcome on its way to the failure writer, and the callback to call once it is recorded."""
 
     outcome: BlobOutcome
     on_finished: OnFinished | None
@@ -238,7 +238,7 @@ class IngestionWorker:
     def _failures_written(self, batch: list[_Failed], error: Exception | None) -> None:
         if error is not None:
             # Not recorded: these blobs have no final status, so they are resumed at the next start.
-            logger.error("the failures of %d blobs were not recorded; they are retried at the next start", len(batch))
+            logger.error("the failures of %d blobs were not recorded; they are resumed at the next start", len(batch))
         for failed in batch:
             if failed.on_finished is None:
                 self._done(failed.outcome, None)

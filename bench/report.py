@@ -28,8 +28,8 @@ def _post_note(posts: dict[str, Any]) -> str:
 def trend_percent(values: list[float]) -> float:
     """The least-squares line through `values`, as its change from the first to the last point, in % of their mean.
 
-    One drain's tenths spread by a fifth either way (runs of different lengths, the machine's other work), so
-    the first and the last alone can show a growth that is not there; the fitted line uses all of them.
+    One drain's tenths have spread by about a fifth either way with no order to it, so the first and the last
+    alone can show a growth that is not there; the fitted line uses all of them.
     """
     slope = statistics.linear_regression(range(len(values)), values).slope
     return 100 * slope * (len(values) - 1) / statistics.mean(values)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .catalog import Catalog
+from .catalog import Catalog, insert_arrow
 from .group_commit import GroupCommitter
 
 _BLOB_TYPE = pa.struct([("url", pa.string()), ("credential", pa.string()), ("source_id", pa.string()), ("raw_size", pa.int64())])
@@ -110,22 +110,21 @@ class OperationStore:
 
 def _write(cursor: Any, batch: list[_Waiting]) -> None:
     operations = [operation for operation, _, _ in batch]
-    rows = pa.table(
-        {
-            "operation_id": [op.operation_id for op in operations],
-            "database": [op.database for op in operations],
-            "table": [op.table for op in operations],
-            "tracked": [op.tracked for op in operations],
-            "start_time": pa.array([op.start_time for op in operations], pa.timestamp("us")),
-            "properties": [json.dumps(op.properties) for op in operations],
-            "blobs": pa.array([[blob.__dict__ for blob in op.blobs] for op in operations], pa.list_(_BLOB_TYPE)),
-        }
+    insert_arrow(
+        cursor,
+        "_emulator.operations",
+        pa.table(
+            {
+                "operation_id": [op.operation_id for op in operations],
+                "database": [op.database for op in operations],
+                "table": [op.table for op in operations],
+                "tracked": [op.tracked for op in operations],
+                "start_time": pa.array([op.start_time for op in operations], pa.timestamp("us")),
+                "properties": [json.dumps(op.properties) for op in operations],
+                "blobs": pa.array([[blob.__dict__ for blob in op.blobs] for op in operations], pa.list_(_BLOB_TYPE)),
+            }
+        ),
     )
-    cursor.register("_emulator_new_operations", rows)
-    try:
-        cursor.execute("INSERT INTO _emulator.operations SELECT * FROM _emulator_new_operations")
-    finally:
-        cursor.unregister("_emulator_new_operations")
 
 
 def _wake(batch: list[_Waiting], error: Exception | None) -> None:

@@ -50,13 +50,19 @@ class _Recorder:
         self.settled.append((batch, error))
 
 
-def test_records_put_while_a_commit_runs_share_the_next_transaction(catalog: Catalog) -> None:
+def _held_on_first_write(catalog: Catalog, first: int) -> tuple[_Recorder, GroupCommitter[int]]:
+    """A committer whose transaction of `first` is under way and held, so what is put next has to wait."""
     recorder = _Recorder()
     recorder.release_first_write.clear()
     committer = GroupCommitter[int](catalog, "test-writer", recorder.write, recorder.settle)
-
-    committer.put(0)
+    committer.put(first)
     assert recorder.first_write_started.wait(10)
+    return recorder, committer
+
+
+def test_records_put_while_a_commit_runs_share_the_next_transaction(catalog: Catalog) -> None:
+    recorder, committer = _held_on_first_write(catalog, 0)
+
     for n in range(1, 51):
         committer.put(n)
     recorder.release_first_write.set()
@@ -67,12 +73,8 @@ def test_records_put_while_a_commit_runs_share_the_next_transaction(catalog: Cat
 
 
 def test_a_batch_that_fails_is_rolled_back_whole_and_the_writer_goes_on(catalog: Catalog) -> None:
-    recorder = _Recorder()
-    recorder.release_first_write.clear()
-    committer = GroupCommitter[int](catalog, "test-writer", recorder.write, recorder.settle)
+    recorder, committer = _held_on_first_write(catalog, 1)
 
-    committer.put(1)
-    assert recorder.first_write_started.wait(10)
     for n in (2, -3, 4):  # wait together, so they share the failing transaction
         committer.put(n)
     recorder.release_first_write.set()

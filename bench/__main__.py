@@ -4,13 +4,14 @@ Starts Azurite and the Kusto emulator on free ports, runs every measurement, pri
 beside its goal and the baseline measured in the same run) and writes `.bench/results.json` and
 `.bench/concurrency.png`. Nothing is asserted on timing: these are measurements, not tests.
 
-Azurite's queue slows down as it gets deeper (each queue request scans every message of the account: a
-20,000-deep queue drains at about 20 messages a second on 2 cores, whatever the client). So the throughput
-runs use 5,000 pending blobs, the deepest queue that keeps a round of three drains at five to six minutes, and the
-drain/baseline ratio depends on that depth (docs/performance.md); the brief's 20,000 is a flag,
-`--pending 20000` (tens of minutes a drain on Azurite, not on Azure Storage). The CPU and memory drains use the
-brief's 1,000 and 100,000 blobs, with at most `--resource-depth` queued at a time: the queue is topped up
-as it drains, so the drain handles every blob while Azurite never holds more than that.
+Azurite's queue slows down as it gets deeper: each queue request walks every message of the account, so a
+drain of n costs it about n². Every Azurite started here loads `devhost/azurite_preload.js`, which removes the
+n log n index rebuild Azurite 3.35 adds to each receive and delete; with it a 20,000-deep queue drains at about
+80 messages a second on 2 cores (13-15 without it), so the throughput runs use the brief's 20,000 pending
+blobs, about a quarter of an hour a round. The drain/baseline ratio depends on that depth (docs/performance.md).
+The CPU and memory drains use the brief's 1,000 and 100,000 blobs, with at most `--resource-depth` queued
+at a time: the queue is topped up as it drains, so the drain handles every blob while Azurite never holds
+more than that.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _sizes(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--pending", type=int, default=5000, help="pending blobs of the throughput runs (default 5000)")
+    parser.add_argument("--pending", type=int, default=20000, help="pending blobs of the throughput runs (default 20000)")
     parser.add_argument(
         "--rounds", type=int, default=3, help="throughput rounds (baseline, ours, 150 ms; each on a fresh stack; default 3)"
     )

@@ -7,7 +7,7 @@ beside its goal and the baseline measured in the same run) and writes `.bench/re
 Azurite's queue slows down as it gets deeper: each queue request walks every message of the account, so a
 drain of n costs it about n². Every Azurite started here loads `devhost/azurite_preload.js`, which removes the
 n log n index rebuild Azurite 3.35 adds to each receive and delete; with it a 20,000-deep queue drains at about
-80 messages a second on 2 cores (13-15 without it), so the throughput runs use the brief's 20,000 pending
+80 messages a second on 2 cores (9-15 without it), so the throughput runs use the brief's 20,000 pending
 blobs, about a quarter of an hour a round. The drain/baseline ratio depends on that depth (docs/performance.md).
 The CPU and memory drains use the brief's 1,000 and 100,000 blobs, with at most `--resource-depth` queued
 at a time: the queue is topped up as it drains, so the drain handles every blob while Azurite never holds

@@ -29,7 +29,7 @@ import requests
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from bench.pending import FAIL_FAST_PATTERN
-from bench.stack import Stack
+from bench.stack import Stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY
 
 DATABASE = "SpeedDb"
@@ -127,7 +127,8 @@ def post_rate(stack: Stack, requests_total: int, fail_fast: list[dict[str, str]]
             pool.map(_post_batch, [url] * LOAD_PROCESSES, [share] * LOAD_PROCESSES, [str(i) for i in range(LOAD_PROCESSES)])
         )
     answered, cpu_answered = time.perf_counter(), process_cpu_seconds(pid)
-    _wait_until_settled(stack, settled_before + sent * BLOBS_PER_POST)
+    # Polled finely: the time to settle is itself a figure, of a few seconds.
+    wait_for(lambda: _settled_blobs(stack) >= settled_before + sent * BLOBS_PER_POST, "every blob to settle", 600, 0.05)
     settled, cpu_settled = time.perf_counter(), process_cpu_seconds(pid)
     return {
         "requests": sent,
@@ -152,11 +153,3 @@ def _per(cpu_seconds: float | None, count: int) -> float | None:
 def _settled_blobs(stack: Stack) -> int:
     """Blobs the emulator has given a final status (succeeded, failed or skipped) since it started."""
     return sum(stack.stats()["blobs"].values())
-
-
-def _wait_until_settled(stack: Stack, count: int, timeout: float = 600) -> None:
-    deadline = time.monotonic() + timeout
-    while _settled_blobs(stack) < count:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the emulator settled {_settled_blobs(stack)} of {count} blobs in {timeout:.0f} s")
-        time.sleep(0.05)

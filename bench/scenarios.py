@@ -31,7 +31,7 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, running_stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
 from shared.recorder import record_blob, source_id
@@ -230,7 +230,7 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
     stages["drain (submission timer)"] = dict(counter.reset())
     kusto["drain (submission timer)"], before = _kusto_requests(before, stack.stats()), stack.stats()
 
-    _wait(lambda: stack.stats()["blobs"]["succeeded"] >= blobs, "the emulator to ingest the cost blobs", 300)
+    wait_for(lambda: stack.stats()["blobs"]["succeeded"] >= blobs, "the emulator to ingest the cost blobs", 300)
     original = tracking.tracking_queue_reader
     tracking.tracking_queue_reader = lambda _services: raw_tracking
     try:
@@ -256,14 +256,6 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
         "kustoSubmitPerBlob": submit_requests / blobs,
         "kustoStatusPollsPerBlob": status_polls / blobs,
     }
-
-
-def _wait(condition: Any, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"gave up waiting for {what} after {timeout:.0f} s")
-        time.sleep(0.5)
 
 
 # -- latency through the local host ----------------------------------------------------------------------
@@ -304,14 +296,14 @@ def landing_to_accepted(stack: Stack, seconds: float, rate: float) -> dict[str, 
     try:
         # Blobs land only once the host runs: its start-up is not part of a blob's latency.
         log_file = stack.work_dir / "devhost-latency.log"
-        _wait(lambda: "local host running" in log_file.read_text(errors="replace"), "the local host to start", 60)
+        wait_for(lambda: "local host running" in log_file.read_text(errors="replace"), "the local host to start", 60)
         total = int(seconds * rate)
         started = time.monotonic()
         for index in range(total):
             time.sleep(max(0.0, started + index / rate - time.monotonic()))
             name = f"{DATABASE}/{TABLE}/latency/part-{index:05d}.csv"
             landed |= _upload_blobs(plain, [name], lambda n: f"{n},1\n".encode())
-        _wait(lambda: stack.stats()["blobs"]["succeeded"] >= total, "the local host to submit every latency blob", 120)
+        wait_for(lambda: stack.stats()["blobs"]["succeeded"] >= total, "the local host to submit every latency blob", 120)
     finally:
         host.stop()
         plain.kusto.close()

@@ -12,7 +12,7 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,15 @@ from typing import Any
 from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
 
 NO_FAULTS = {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": [], "holdIngestion": False}
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval: float = 0.5) -> None:
+    """Poll `condition` every `interval` seconds until it holds; RuntimeError naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(interval)
 
 
 def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import time
 
+import pytest
 from azure.storage.queue import QueueClient
 
 from devhost.processes import AZURITE_PRELOAD, ROOT, Azurite
@@ -46,17 +47,21 @@ def _probe(*node_args: str) -> dict[str, int]:
     return json.loads(done.stdout)
 
 
-def test_an_empty_removal_no_longer_rebuilds_the_indices() -> None:
-    without = _probe()
-    patched = _probe("--require", str(AZURITE_PRELOAD))
+@pytest.fixture(scope="module")
+def probes() -> tuple[dict[str, int], dict[str, int]]:
+    """The probe's report without the preload and with it (each a node start, so made once for the module)."""
+    return _probe(), _probe("--require", str(AZURITE_PRELOAD))
+
+
+def test_an_empty_removal_no_longer_rebuilds_the_indices(probes: tuple[dict[str, int], dict[str, int]]) -> None:
+    without, patched = probes
 
     assert without["afterEmpty"] == 1, "unpatched LokiJS rebuilds every index for an empty batch"
     assert patched["afterEmpty"] == 0
 
 
-def test_a_removal_with_documents_is_unchanged() -> None:
-    without = _probe()
-    patched = _probe("--require", str(AZURITE_PRELOAD))
+def test_a_removal_with_documents_is_unchanged(probes: tuple[dict[str, int], dict[str, int]]) -> None:
+    without, patched = probes
 
     assert patched == without | {"afterEmpty": 0}
     assert (patched["left"], patched["m7"], patched["m8"]) == (49, 0, 1)

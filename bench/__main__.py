@@ -82,17 +82,19 @@ def machine() -> dict[str, Any]:
 
 
 def throughput_round(work_dir: Path, index: int, pending: int) -> dict[str, Any]:
-    """The three throughput drains of one round, each on its own fresh Azurite and emulator.
+    """The three throughput drains of one round, one after another on one fresh Azurite and emulator.
 
-    Odd rounds run them in the opposite order, so a load that drifts during the run (other work on the
-    machine) does not always favour the same scenario; ratios are taken within a round.
+    One Azurite for the round, because the ratios are taken within it: the same drain costs one Azurite
+    process up to 1.7 times the CPU a blob it costs another, while drains that follow each other on one
+    process (each deleting its queues) cost it within a few percent (docs/performance.md, "One Azurite per
+    round"). Odd rounds run the three in the opposite order, so a drift along the round (other work on the
+    machine) does not always favour the same scenario.
     """
     plan = [("baseline", "baseline", 0), ("ours", "ours", 0), ("latency150", "ours", 150)]
     if index % 2:
         plan.reverse()
-    return {
-        key: scenarios.fresh_drain(work_dir, f"tp{index}-{key}", pending, mode, latency_ms=latency) for key, mode, latency in plan
-    }
+    with scenarios.fresh_stack(work_dir, f"tp{index}") as stack:
+        return {key: scenarios.drain(stack, f"tp{index}-{key}", pending, mode, latency_ms=latency) for key, mode, latency in plan}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,8 +139,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             results["concurrency"] = []
             for level in (1, 2, 4, 8, 16):
                 step(f"concurrency sweep: SUBMIT_CONCURRENCY={level}, {args.sweep_size} pending")
-                ours = scenarios.fresh_drain(work_dir, f"cc-{level}", args.sweep_size, "ours", concurrency=level)
-                base = scenarios.fresh_drain(work_dir, f"cc-base-{level}", args.sweep_size, "baseline", concurrency=level)
+                with scenarios.fresh_stack(work_dir, f"cc-{level}") as pair:
+                    ours = scenarios.drain(pair, f"cc-{level}-ours", args.sweep_size, "ours", concurrency=level)
+                    base = scenarios.drain(pair, f"cc-{level}-base", args.sweep_size, "baseline", concurrency=level)
                 results["concurrency"].append(
                     {
                         "concurrency": level,

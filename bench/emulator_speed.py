@@ -17,19 +17,17 @@ The emulator is a tool in its own right, so its two targets are measured beside 
 from __future__ import annotations
 
 import io
-import os
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import requests
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from bench.pending import FAIL_FAST_PATTERN
-from bench.stack import Stack, wait_for
+from bench.stack import Stack, cpu_difference, process_cpu_seconds, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY
 
 DATABASE = "SpeedDb"
@@ -99,15 +97,6 @@ def _post_batch(url: str, count: int, tag: str) -> int:
     return count
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of a process, all its threads, from /proc/PID/stat; None where there is no /proc (macOS)."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not stat.exists():
-        return None
-    fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
-
-
 def post_rate(stack: Stack, requests_total: int, fail_fast: list[dict[str, str]]) -> dict[str, Any]:
     """POSTs of 20 blobs answered per second, with ingestion (fail-fast blobs) running behind, and the
     emulator's own CPU over the same window per POST, which the load generator's share of the cores does not
@@ -135,15 +124,11 @@ def post_rate(stack: Stack, requests_total: int, fail_fast: list[dict[str, str]]
         "blobsPerRequest": BLOBS_PER_POST,
         "seconds": answered - started,
         "requestsPerSecond": sent / (answered - started),
-        "emulatorCpuSeconds": _difference(cpu_before, cpu_answered),
-        "emulatorCpuMsPerRequest": _per(_difference(cpu_before, cpu_answered), sent),
+        "emulatorCpuSeconds": cpu_difference(cpu_before, cpu_answered),
+        "emulatorCpuMsPerRequest": _per(cpu_difference(cpu_before, cpu_answered), sent),
         "settledSecondsAfterLastAnswer": settled - answered,
-        "emulatorCpuMsPerBlobSettled": _per(_difference(cpu_before, cpu_settled), sent * BLOBS_PER_POST),
+        "emulatorCpuMsPerBlobSettled": _per(cpu_difference(cpu_before, cpu_settled), sent * BLOBS_PER_POST),
     }
-
-
-def _difference(before: float | None, after: float | None) -> float | None:
-    return None if before is None or after is None else after - before
 
 
 def _per(cpu_seconds: float | None, count: int) -> float | None:

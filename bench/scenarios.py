@@ -4,11 +4,13 @@ Drains run in a child process (`bench.drain_child`) so that their CPU and memory
 per-blob request counts run in this process with counting clients (`bench.counting`); the latency run
 goes through the local host (`python -m devhost`) exactly as `make run` does.
 
-Every drain that is compared with another (ours against the receive-and-delete baseline, 150 ms against
-0 ms, one concurrency level against the next) runs on a stack of its own (`fresh_drain`): a new
-Azurite and a new emulator, stopped afterwards. Azurite slows down for good once earlier scenarios have
-filled and drained queues in it, so sharing one would charge the earlier scenarios' leftovers to the later
-ones (the 150 ms drain measured 25% of the 0 ms figure that way, 92% on a fresh Azurite).
+Drains whose throughputs are compared (ours, the receive-and-delete baseline and ours at 150 ms in one
+throughput round; ours and the baseline at one concurrency level) run one after another on one fresh stack
+(`fresh_stack`): a new Azurite and a new emulator, stopped afterwards. Azurite paces those drains, and its
+cost per request moves with the process (the same drain cost one Azurite 8.1 ms of CPU a blob, another
+14.2), while drains that follow each other on one Azurite cost it within a few percent, each deleting its
+queues after it. The CPU and memory drains, whose figures are the client's own, each run on a fresh stack
+of their own (`fresh_drain`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +35,7 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
-from bench.stack import Stack, running_stack, wait_for
+from bench.stack import Stack, cpu_difference, process_cpu_seconds, running_stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
 from shared.recorder import record_blob, source_id
@@ -70,18 +74,28 @@ def _measured_child(
     stack: Stack, what: str, command: list[str], *, env: dict[str, str] | None = None, **faults: Any
 ) -> dict[str, Any]:
     """Run one measured client process with the emulator's ingestion held and return its last stdout line (JSON),
-    with `kustoRequests` added: the Kusto requests it made (`/admin/stats` deltas around it).
+    with what it cost the services added: `kustoRequests`, the Kusto requests it made (`/admin/stats` deltas
+    around it), and `azuriteCpuSeconds` over `childWallSeconds`, the CPU Azurite spent while it ran (None
+    without /proc). Azurite answers on one thread, so a drain that keeps it near one core is paced by
+    Azurite's cost per request, not by the client.
 
     The emulator first works off what earlier steps left it, so none of that runs beside the measure.
     """
     stack.wait_until_idle()
+    azurite = stack.azurite.process.pid
     with stack.ingestion_held(**faults):
         before = stack.stats()
+        azurite_before, started = process_cpu_seconds(azurite), time.perf_counter()
         child = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+        wall, azurite_after = time.perf_counter() - started, process_cpu_seconds(azurite)
         after = stack.stats()
     if child.returncode != 0 or not child.stdout.strip():
         raise RuntimeError(f"{what} failed with code {child.returncode}:\n{child.stderr[-4000:]}")
-    return json.loads(child.stdout.strip().splitlines()[-1]) | {"kustoRequests": _kusto_requests(before, after)}
+    return json.loads(child.stdout.strip().splitlines()[-1]) | {
+        "kustoRequests": _kusto_requests(before, after),
+        "childWallSeconds": wall,
+        "azuriteCpuSeconds": cpu_difference(azurite_before, azurite_after),
+    }
 
 
 def drain(
@@ -97,14 +111,17 @@ def drain(
     """Drain `count` pending messages in a child process (`ours` or `baseline`) from a fresh queue.
 
     The queue starts full, or, with `depth`, with at most `depth` messages and is topped up as it drains
-    (`bench.pending.topped_up`), so a large drain does not measure Azurite's cost of a deep queue.
+    (`bench.pending.topped_up`), so a large drain does not measure Azurite's cost of a deep queue. The
+    scenario's queues are deleted afterwards (with the tracking records ours left in them): each queue request
+    of Azurite walks every message it holds, so a next drain on the same Azurite walks only its own.
     """
     # One timer run drains the whole queue: the budget guards production runs, here it would cut the measure.
     # The ledger's window must outlast a sender's lease (budget + 60 s), or the settings are refused.
     values = stack.app_settings(
         prefix, SUBMIT_CONCURRENCY=str(concurrency), DRAIN_TIME_BUDGET_SECONDS="3600", DUPLICATE_WINDOW_SECONDS="7200"
     )
-    _services(values).kusto.close()
+    services = _services(values)
+    services.kusto.close()
     connection, queue = stack.azurite.connection_string, values["PENDING_QUEUE"]
     texts = pending_messages(stack.azurite.blob_endpoint, values["STAGING_CONTAINER"], DATABASE, TABLE, count, prefix)
     first = count if depth is None else min(count, depth)
@@ -118,28 +135,39 @@ def drain(
             latencyMs=latency_ms,
             failBlobs=FAIL_FAST,
         )
+    for client in services.queues:
+        client.delete_queue()
     # Fewer than `count`: Azurite did not hand some messages out (seen under load with deep queues); more: the
     # SDK retried a send that had reached Azurite while filling. Both are reported beside the figure, not hidden.
     result["setupDuplicates"] = max(0, result["blobs"] - count)
     result["notReceived"] = max(0, count - result["blobs"])
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
+    azurite_cpu = result["azuriteCpuSeconds"]
+    result["azuriteCpuMsPerBlob"] = None if azurite_cpu is None else 1000 * azurite_cpu / result["blobs"]
+    result["azuriteBusy"] = None if azurite_cpu is None else azurite_cpu / result["childWallSeconds"]
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms
     result["toppedUp"] = first < count
     return result
 
 
-def fresh_drain(
-    work_dir: Path, name: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0, depth: int | None = None
-) -> dict[str, Any]:
-    """`drain` on a new Azurite and a new emulator of their own (same setup every time), both stopped after."""
+@contextmanager
+def fresh_stack(work_dir: Path, name: str) -> Iterator[Stack]:
+    """A new Azurite and a new emulator (same setup every time) with the bench's table, stopped and removed after."""
     scenario_dir = work_dir / name
     with running_stack(scenario_dir) as stack:
         prepare(stack)
-        result = drain(stack, name, count, mode, concurrency=concurrency, latency_ms=latency_ms, depth=depth)
+        yield stack
     shutil.rmtree(scenario_dir, ignore_errors=True)
-    return result
+
+
+def fresh_drain(
+    work_dir: Path, name: str, count: int, mode: str, *, concurrency: int = 8, latency_ms: int = 0, depth: int | None = None
+) -> dict[str, Any]:
+    """`drain` on a `fresh_stack` of its own."""
+    with fresh_stack(work_dir, name) as stack:
+        return drain(stack, name, count, mode, concurrency=concurrency, latency_ms=latency_ms, depth=depth)
 
 
 def kusto_per_blob(run: dict[str, Any]) -> dict[str, float]:
@@ -168,7 +196,17 @@ def summarise_throughput(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "ratio150To0": statistics.median(slow_ratios),
         "ratios150To0": slow_ratios,
         "notReceived": sum(run[key].get("notReceived", 0) for run in rounds for key in run),
+        "azuriteCpuMsPerBlob": _medians(rounds, "azuriteCpuMsPerBlob"),
+        "azuriteBusy": _medians(rounds, "azuriteBusy"),
     }
+
+
+def _medians(rounds: list[dict[str, Any]], figure: str) -> dict[str, float] | None:
+    """Each scenario's median of `figure` over the rounds; None when a drain could not measure it (no /proc)."""
+    values = {key: [run[key][figure] for run in rounds] for key in ("baseline", "ours", "latency150")}
+    if any(value is None for column in values.values() for value in column):
+        return None
+    return {key: statistics.median(column) for key, column in values.items()}
 
 
 def largest_drain_kusto(runs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ counters, management commands.
 from __future__ import annotations
 
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -30,6 +31,20 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float, interval:
         if time.monotonic() > deadline:
             raise RuntimeError(f"gave up waiting for {what} after {timeout:.0f} s")
         time.sleep(interval)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process, all its threads, from /proc/PID/stat; None where there is no /proc (macOS)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return None
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def cpu_difference(before: float | None, after: float | None) -> float | None:
+    """CPU seconds between two `process_cpu_seconds` readings, None if either could not be read."""
+    return None if before is None or after is None else after - before
 
 
 def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:

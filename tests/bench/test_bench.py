@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from azure.storage.queue import QueueServiceClient
 
 from bench.__main__ import parse_args, run
 from bench.report import format_table, table_rows
+from bench.scenarios import drain, fresh_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -36,6 +38,24 @@ def test_throughput_and_request_counts_run_and_count_what_the_drain_does(tmp_pat
     assert cost["kustoByStage"]["record (blob trigger)"] == {}
     table = format_table(table_rows(results))
     assert "ratio drain / baseline" in table and "storage requests per blob (counted, 20 blobs)" in table
+    if Path("/proc/self/stat").exists():
+        # Azurite answered every receive and delete of each drain: its CPU over the drain is never zero.
+        assert all(drain["azuriteCpuSeconds"] > 0 and 0 < drain["azuriteBusy"] <= 2 for drain in drains.values())
+        assert results["throughput"]["summary"]["azuriteCpuMsPerBlob"]["ours"] > 0
+        assert "Azurite CPU per blob, drain / baseline" in table
+
+
+def test_drains_that_share_an_azurite_each_leave_it_without_their_queues(tmp_path: Path) -> None:
+    with fresh_stack(tmp_path, "pair") as stack:
+        queues = QueueServiceClient.from_connection_string(stack.azurite.connection_string)
+        before = {queue.name for queue in queues.list_queues()}
+        ours = drain(stack, "first", 30, "ours")
+        baseline = drain(stack, "second", 30, "baseline")
+        left = {queue.name for queue in queues.list_queues()} - before
+
+    assert ours["submitted"] == baseline["blobs"] == 30
+    assert left == set()  # ours' 2 tracking records went with its queues: the next drain walks none of them
+    assert not (tmp_path / "pair").exists()
 
 
 def test_a_resource_drain_larger_than_its_queue_depth_handles_every_blob(tmp_path: Path) -> None:

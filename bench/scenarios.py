@@ -6,11 +6,10 @@ goes through the local host (`python -m devhost`) exactly as `make run` does.
 
 Drains whose throughputs are compared (ours, the receive-and-delete baseline and ours at 150 ms in one
 throughput round; ours and the baseline at one concurrency level) run one after another on one fresh stack
-(`fresh_stack`): a new Azurite and a new emulator, stopped afterwards. Azurite paces those drains, and its
-cost per request moves with the process (the same drain cost one Azurite 8.1 ms of CPU a blob, another
-14.2), while drains that follow each other on one Azurite cost it within a few percent, each deleting its
-queues after it. The CPU and memory drains, whose figures are the client's own, each run on a fresh stack
-of their own (`fresh_drain`).
+(`fresh_stack`): a new Azurite and a new emulator, stopped afterwards, each drain deleting its queues when it
+ends. Azurite paces those drains, and its CPU a blob moves by up to 2x from one drain to the next, in one
+process as much as across processes, so they share the server they are compared on. The CPU and memory
+drains, whose figures are the client's own, each run on a fresh stack of their own (`fresh_drain`).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from azure.storage.queue import QueueServiceClient
 
 from bench.__main__ import parse_args, run
-from bench.report import format_table, table_rows
+from bench.report import format_table, table_rows, write_outputs
 from bench.scenarios import drain, fresh_stack
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +56,19 @@ def test_drains_that_share_an_azurite_each_leave_it_without_their_queues(tmp_pat
     assert ours["submitted"] == baseline["blobs"] == 30
     assert left == set()  # ours' 2 tracking records went with its queues: the next drain walks none of them
     assert not (tmp_path / "pair").exists()
+
+
+def test_the_concurrency_sweep_drains_every_level_and_charts_it(tmp_path: Path) -> None:
+    args = ["--only", "concurrency", "--sweep-size", "20", "--out", str(tmp_path)]
+
+    results = run(parse_args(args))
+
+    points = results["concurrency"]
+    assert [point["concurrency"] for point in points] == [1, 2, 4, 8, 16]
+    assert all(point["blobs"] == 20 and point["ours"] > 0 and point["baseline"] > 0 for point in points)
+    chart = tmp_path / "concurrency.png"
+    assert chart in write_outputs(results, tmp_path) and chart.stat().st_size > 0
+    assert "SUBMIT_CONCURRENCY=16 (blobs/s)" in format_table(table_rows(results))
 
 
 def test_a_resource_drain_larger_than_its_queue_depth_handles_every_blob(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ import requests
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 
 from bench.pending import FAIL_FAST_PATTERN
-from bench.stack import Stack, cpu_difference, process_cpu_seconds, wait_for
+from bench.stack import Stack, cpu_difference, cpu_ms_per, process_cpu_seconds, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY
 
 DATABASE = "SpeedDb"
@@ -125,14 +125,10 @@ def post_rate(stack: Stack, requests_total: int, fail_fast: list[dict[str, str]]
         "seconds": answered - started,
         "requestsPerSecond": sent / (answered - started),
         "emulatorCpuSeconds": cpu_difference(cpu_before, cpu_answered),
-        "emulatorCpuMsPerRequest": _per(cpu_difference(cpu_before, cpu_answered), sent),
+        "emulatorCpuMsPerRequest": cpu_ms_per(cpu_difference(cpu_before, cpu_answered), sent),
         "settledSecondsAfterLastAnswer": settled - answered,
-        "emulatorCpuMsPerBlobSettled": _per(cpu_difference(cpu_before, cpu_settled), sent * BLOBS_PER_POST),
+        "emulatorCpuMsPerBlobSettled": cpu_ms_per(cpu_difference(cpu_before, cpu_settled), sent * BLOBS_PER_POST),
     }
-
-
-def _per(cpu_seconds: float | None, count: int) -> float | None:
-    return None if cpu_seconds is None else 1000 * cpu_seconds / count
 
 
 def _settled_blobs(stack: Stack) -> int:

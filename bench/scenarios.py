@@ -34,7 +34,7 @@ from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
-from bench.stack import Stack, cpu_difference, process_cpu_seconds, running_stack, wait_for
+from bench.stack import Stack, cpu_difference, cpu_ms_per, process_cpu_seconds, running_stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
 from shared.recorder import record_blob, source_id
@@ -143,7 +143,7 @@ def drain(
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
     azurite_cpu = result["azuriteCpuSeconds"]
-    result["azuriteCpuMsPerBlob"] = None if azurite_cpu is None else 1000 * azurite_cpu / result["blobs"]
+    result["azuriteCpuMsPerBlob"] = cpu_ms_per(azurite_cpu, result["blobs"])
     result["azuriteBusy"] = None if azurite_cpu is None else azurite_cpu / result["childWallSeconds"]
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms

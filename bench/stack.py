@@ -47,6 +47,11 @@ def cpu_difference(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
+def cpu_ms_per(cpu_seconds: float | None, count: int) -> float | None:
+    """CPU milliseconds per item (request, blob) of a `cpu_difference`, None if it could not be read."""
+    return None if cpu_seconds is None else 1000 * cpu_seconds / count
+
+
 def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: float = 60.0) -> Any:
     """One JSON call to the emulator (admin routes, management commands, queries)."""
     data = None if body is None else json.dumps(body).encode()

@@ -1,4 +1,5 @@
-"""devhost/azurite_preload.js: Azurite's empty removals stop rebuilding its indices, and nothing else changes."""
+"""devhost/azurite_preload.js: Azurite's empty removals stop rebuilding its indices, its message queries apply their
+selective condition first, and nothing else changes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import shutil
 import subprocess
 import time
+from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient
@@ -40,15 +42,46 @@ console.log(JSON.stringify({
 """
 
 
-def _probe(*node_args: str) -> dict[str, int]:
+# Azurite's message collection (its name, its indices) holding 200 messages of two queues, 20 of them expired;
+# reports what a delete's lookup by id and the expiry sweep find, and how many documents each compared
+# (the calls of LokiJS's `$eq` and `$lte`, which every condition applied by walking goes through).
+QUERY_PROBE = """
+const path = require("path");
+const azuriteDir = path.join(process.cwd(), "node_modules", "azurite");
+const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
+const coll = new Loki("probe").addCollection("$MESSAGES_COLLECTION$", {
+  indices: ["accountName", "queueName", "messageId", "visibleTime"],
+});
+for (let i = 0; i < 200; i++) {
+  coll.insert({ accountName: "a", queueName: i % 2 ? "q" : "other", messageId: `m${(i * 37) % 200}`,
+    expirationTime: new Date(i < 20 ? 1000 : 4e12) });
+}
+let compared = 0;
+for (const op of ["$eq", "$lte"]) {
+  const original = Loki.LokiOps[op];
+  Loki.LokiOps[op] = function (...args) { compared += 1; return original.apply(this, args); };
+}
+const measure = (query) => { compared = 0; const found = query(); return { found, compared }; };
+const byId = measure(() => coll.findOne({ accountName: "a", queueName: "q", messageId: "m37" }));
+const wrongQueue = measure(() => coll.findOne({ accountName: "a", queueName: "other", messageId: "m37" }));
+const expired = measure(() => coll.chain().find({ accountName: "a", queueName: "q", expirationTime: { $lte: 2000 } }).data());
+console.log(JSON.stringify({
+  byId: { id: byId.found && byId.found.messageId, compared: byId.compared },
+  wrongQueue: { found: wrongQueue.found, compared: wrongQueue.compared },
+  expired: { ids: expired.found.map((d) => d.messageId).sort(), compared: expired.compared },
+}));
+"""
+
+
+def _probe(*node_args: str, script: str = PROBE) -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "node is on PATH (make installs Azurite with it)"
-    done = subprocess.run([node, *node_args, "-e", PROBE], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run([node, *node_args, "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
-def probes() -> tuple[dict[str, int], dict[str, int]]:
+def probes() -> tuple[dict[str, Any], dict[str, Any]]:
     """The probe's report without the preload and with it (each a node start, so made once for the module)."""
     return _probe(), _probe("--require", str(AZURITE_PRELOAD))
 
@@ -65,6 +98,20 @@ def test_a_removal_with_documents_is_unchanged(probes: tuple[dict[str, int], dic
 
     assert patched == without | {"afterEmpty": 0}
     assert (patched["left"], patched["m7"], patched["m8"]) == (49, 0, 1)
+
+
+def test_a_message_query_applies_its_selective_condition_first_and_finds_the_same() -> None:
+    without = _probe(script=QUERY_PROBE)
+    patched = _probe("--require", str(AZURITE_PRELOAD), script=QUERY_PROBE)
+
+    for report in (without, patched):
+        assert report["byId"]["id"] == "m37" and report["wrongQueue"]["found"] is None
+        assert report["expired"]["ids"] == sorted(f"m{(i * 37) % 200}" for i in range(1, 20, 2))
+    # Unpatched, each query walks all 200 messages (then the queue's 100); patched, the id's index leaves one
+    # message to compare, and the sweep walks the messages once, then checks the 20 expired ones' names.
+    assert without["byId"]["compared"] >= 200 and without["expired"]["compared"] >= 300
+    assert patched["byId"]["compared"] <= 2 and patched["wrongQueue"]["compared"] <= 2
+    assert patched["expired"]["compared"] <= 200 + 2 * 20
 
 
 def test_azurite_is_started_with_the_preload(azurite: Azurite) -> None:

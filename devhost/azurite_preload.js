@@ -1,16 +1,12 @@
-// Loaded into Azurite's node process with `--require` (devhost/processes.py: start_azurite). Two fixes to the
+// Loaded into Azurite's node process with `--require` (devhost/processes.py: start_azurite). Four fixes to the
 // LokiJS behind Azurite's queue, each below with its why and what; nothing else of Azurite is touched.
 //
-// 1. Why: Azurite 3.35.0, the newest release that runs on Node 20, keeps every queue message of every account
-// in one LokiJS collection with four binary indices. Before each receive, peek, update and delete it
-// removes the queue's expired messages, and passes the list to `Collection.remove` even when the list is
-// empty, which is almost always. LokiJS treats any list as a batch removal: it copies the whole collection
-// and then rebuilds all four indices from scratch, four sorts of every message held. A request then costs
-// n log n in the messages stored, and a drain of a deep queue is bound by those sorts (65% of Azurite's
-// CPU, measured; docs/performance.md). Real Azure Storage has no such cost.
-//
-// What: removing an empty batch becomes the no-op it means. A batch with documents is removed exactly as
-// before, so expiry and every other removal behave as they did.
+// Azurite 3.35.0, the newest release that runs on Node 20, keeps every queue message of every account in one
+// LokiJS collection with binary indices on the account, the queue and the message id. Without these fixes a
+// request costs in proportion to every message stored, or to n log n of it, and a drain of a deep queue was
+// bound by Azurite walking and sorting its messages, at a cost that swung 2x from one drain to the next
+// (docs/performance.md). Real Azure Storage has no such cost. With them, a request touches the messages it
+// returns or changes and, through the indices, a few more.
 
 "use strict";
 
@@ -20,14 +16,27 @@ const path = require("path");
 const azuriteDir = path.resolve(__dirname, "..", "node_modules", "azurite");
 const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
 
-const removeBatch = Loki.Collection && Loki.Collection.prototype.removeBatch;
-if (typeof removeBatch !== "function") {
-  throw new Error(
-    "devhost/azurite_preload.js: lokijs has no Collection.prototype.removeBatch; " +
-      "the Azurite pinned in package.json is not the one this preload was written for"
-  );
+const MESSAGES = "$MESSAGES_COLLECTION$";
+
+/** The method being replaced; throws when it is missing, so an Azurite upgrade cannot leave a fix silently off. */
+function original(owner, ownerName, method) {
+  const found = owner && owner.prototype && owner.prototype[method];
+  if (typeof found !== "function") {
+    throw new Error(
+      `devhost/azurite_preload.js: lokijs has no ${ownerName}.prototype.${method}; ` +
+        "the Azurite pinned in package.json is not the one this preload was written for"
+    );
+  }
+  return found;
 }
 
+// 1. Why: before each receive, peek, update and delete Azurite removes the queue's expired messages, and passes
+// the list to `Collection.remove` even when it is empty, which is almost always. LokiJS treats any list as a
+// batch removal: it copies the whole collection and then rebuilds every index from scratch, a sort of every
+// message held each (65% of Azurite's CPU in a drain of a deep queue, measured).
+//
+// What: removing an empty batch becomes the no-op it means. A batch with documents is removed as before.
+const removeBatch = original(Loki.Collection, "Collection", "removeBatch");
 Loki.Collection.prototype.removeBatch = function removeBatchUnlessEmpty(batch) {
   if (Array.isArray(batch) && batch.length === 0) {
     return;
@@ -38,24 +47,14 @@ Loki.Collection.prototype.removeBatch = function removeBatchUnlessEmpty(batch) {
 // 2. Why: Azurite's message queries name the account and the queue first, and LokiJS applies the conditions of
 // a query in the order written, the first one through an index if it has one. The account's index holds
 // every message, so a delete's `findOne({accountName, queueName, messageId})` walks every message twice
-// before it looks at the id, and the expiry sweep before every request (`{accountName, queueName,
-// expirationTime}`) walks them twice to find, almost always, nothing. A walk's cost is memory latency, so
-// it also made Azurite's speed swing with where its documents lay (docs/performance.md, "Side by side").
+// before it looks at the id, and so does the expiry sweep (`{accountName, queueName, expirationTime}`).
 //
 // What: in the message collection only, a query naming `messageId` applies it first (through the index
-// Azurite keeps on it), and one naming `expirationTime` applies that first (one walk instead of two). The
+// Azurite keeps on it), and one naming `expirationTime` applies that first (through the index of fix 3). The
 // conditions stay the same, so a query matches the same documents; only their order in the result can
 // differ, and every such query of Azurite either matches one message (by id) or removes what it finds.
-const MESSAGES = "$MESSAGES_COLLECTION$";
 const LEADS = ["messageId", "expirationTime"];
-const find = Loki.Resultset && Loki.Resultset.prototype.find;
-if (typeof find !== "function") {
-  throw new Error(
-    "devhost/azurite_preload.js: lokijs has no Resultset.prototype.find; " +
-      "the Azurite pinned in package.json is not the one this preload was written for"
-  );
-}
-
+const find = original(Loki.Resultset, "Resultset", "find");
 Loki.Resultset.prototype.find = function findSelectiveFirst(query, firstOnly) {
   if (this.collection.name === MESSAGES && query && typeof query === "object" && !Array.isArray(query)) {
     const keys = Object.keys(query);
@@ -65,4 +64,37 @@ Loki.Resultset.prototype.find = function findSelectiveFirst(query, firstOnly) {
     }
   }
   return find.call(this, query, firstOnly);
+};
+
+// 3. Why: with its conditions reordered, the expiry sweep still walks every message to compare its expiry
+// time, on every request, to find almost always nothing: half of Azurite's CPU in a drain of 20,000.
+//
+// What: a new message collection also gets a binary index on `expirationTime`, so the sweep is a binary
+// search. LokiJS stores an indexed Date as its epoch milliseconds, which Azurite reads back with
+// `new Date(...)` like every other time it keeps. That also mends expiry across a restart: unindexed, a Date
+// is saved as ISO text, which LokiJS never finds `$lte` a number, so plain Azurite never expires a message it
+// reloaded. A collection loaded from a folder made without this preload keeps the indices it was saved with.
+const addCollection = original(Loki, "Loki", "addCollection");
+Loki.prototype.addCollection = function addCollectionIndexingExpiry(name, options) {
+  if (name === MESSAGES && options && Array.isArray(options.indices) && !options.indices.includes("expirationTime")) {
+    options = { ...options, indices: [...options.indices, "expirationTime"] };
+  }
+  return addCollection.call(this, name, options);
+};
+
+// 4. Why: a receive changes the messages it hands out with one `Collection.update` of the list. For a list,
+// LokiJS stops maintaining its indices, updates each document, then rebuilds every index from scratch: a
+// sort of every message held each, to change the 32 a receive returns (a sixth of Azurite's CPU).
+//
+// What: in the message collection, a list is updated one document at a time, each kept in its indices as
+// LokiJS does for a single update (a search and a move in each index).
+const update = original(Loki.Collection, "Collection", "update");
+Loki.Collection.prototype.update = function updateEachInItsIndices(doc) {
+  if (this.name === MESSAGES && Array.isArray(doc)) {
+    for (const each of doc) {
+      update.call(this, each);
+    }
+    return;
+  }
+  return update.call(this, doc);
 };

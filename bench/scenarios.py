@@ -142,6 +142,7 @@ def drain(
     result["notReceived"] = max(0, count - result["blobs"])
     result["blobsPerSecond"] = result["blobs"] / result["seconds"]
     result["cpuMsPerBlob"] = 1000 * result["cpuSeconds"] / result["blobs"]
+    result["childBusy"] = result["cpuSeconds"] / result["seconds"]
     azurite_cpu = result["azuriteCpuSeconds"]
     result["azuriteCpuMsPerBlob"] = cpu_ms_per(azurite_cpu, result["blobs"])
     result["azuriteBusy"] = None if azurite_cpu is None else azurite_cpu / result["childWallSeconds"]
@@ -197,6 +198,8 @@ def summarise_throughput(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "notReceived": sum(run[key].get("notReceived", 0) for run in rounds for key in run),
         "azuriteCpuMsPerBlob": _medians(rounds, "azuriteCpuMsPerBlob"),
         "azuriteBusy": _medians(rounds, "azuriteBusy"),
+        "childCpuMsPerBlob": _medians(rounds, "cpuMsPerBlob"),
+        "childBusy": _medians(rounds, "childBusy"),
     }
 
 

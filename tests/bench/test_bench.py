@@ -38,6 +38,9 @@ def test_throughput_and_request_counts_run_and_count_what_the_drain_does(tmp_pat
     assert cost["kustoByStage"]["record (blob trigger)"] == {}
     table = format_table(table_rows(results))
     assert "ratio drain / baseline" in table and "storage requests per blob (counted, 20 blobs)" in table
+    # The drain child did the drain's work on the clock: its CPU a blob and its busy share are never zero.
+    assert all(drain["cpuMsPerBlob"] > 0 and 0 < drain["childBusy"] <= 2 for drain in drains.values())
+    assert "drain child CPU per blob, drain / baseline" in table
     if Path("/proc/self/stat").exists():
         # Azurite answered every receive and delete of each drain: its CPU over the drain is never zero.
         assert all(drain["azuriteCpuSeconds"] > 0 and 0 < drain["azuriteBusy"] <= 2 for drain in drains.values())

@@ -2,11 +2,13 @@
 // LokiJS behind Azurite's queue, each below with its why and what; nothing else of Azurite is touched.
 //
 // Azurite 3.35.0, the newest release that runs on Node 20, keeps every queue message of every account in one
-// LokiJS collection with binary indices on the account, the queue and the message id. Without these fixes a
-// request costs in proportion to every message stored, or to n log n of it, and a drain of a deep queue was
-// bound by Azurite walking and sorting its messages, at a cost that swung 2x from one drain to the next
-// (docs/performance.md). Real Azure Storage has no such cost. With them, a request touches the messages it
-// returns or changes and, through the indices, a few more.
+// LokiJS collection with binary indices on the account, the queue and the message id (and a fourth on
+// `visibleTime`, a field its messages do not have). Without these fixes a request costs in proportion to every
+// message stored, or to n log n of it, and a drain of a deep queue was bound by Azurite walking and sorting
+// its messages, at a cost that swung 2x from one drain to the next (docs/performance.md). Real Azure Storage
+// has no such cost. With them, deletes and the expiry check go through indices; a receive still walks the
+// queue's visible messages to pick the oldest, and keeping the indices moves arrays of integers, both cheap
+// beside what was removed.
 
 "use strict";
 
@@ -87,7 +89,7 @@ Loki.prototype.addCollection = function addCollectionIndexingExpiry(name, option
 // sort of every message held each, to change the 32 a receive returns (a sixth of Azurite's CPU).
 //
 // What: in the message collection, a list is updated one document at a time, each kept in its indices as
-// LokiJS does for a single update (a search and a move in each index).
+// LokiJS does for a single update (in each index: a scan of its integers, a move, a binary search).
 const update = original(Loki.Collection, "Collection", "update");
 Loki.Collection.prototype.update = function updateEachInItsIndices(doc) {
   if (this.name === MESSAGES && Array.isArray(doc)) {

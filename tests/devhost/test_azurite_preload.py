@@ -16,12 +16,16 @@ from azure.storage.queue import QueueClient
 
 from devhost.processes import AZURITE_PRELOAD, ROOT, Azurite, start_azurite
 
-# Builds a LokiJS collection indexed the way Azurite's message collection is, then reports how many
-# times the indices were rebuilt by an empty removal and by a removal of one document, and what is left.
-PROBE = """
+# Put before every probe: `Loki`, the lokijs Azurite itself loads (the one the preload patches).
+LOKI = """
 const path = require("path");
 const azuriteDir = path.join(process.cwd(), "node_modules", "azurite");
 const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
+"""
+
+# Builds a LokiJS collection indexed the way Azurite's message collection is, then reports how many
+# times the indices were rebuilt by an empty removal and by a removal of one document, and what is left.
+PROBE = """
 const coll = new Loki("probe").addCollection("messages", {
   indices: ["accountName", "queueName", "messageId"],
 });
@@ -48,9 +52,6 @@ console.log(JSON.stringify({
 # reports what a delete's lookup by id and the expiry sweep find, and how many documents each compared
 # (the calls of LokiJS's `$eq` and `$lte`, which every condition applied by walking goes through).
 QUERY_PROBE = """
-const path = require("path");
-const azuriteDir = path.join(process.cwd(), "node_modules", "azurite");
-const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
 const coll = new Loki("probe").addCollection("$MESSAGES_COLLECTION$", {
   indices: ["accountName", "queueName", "messageId", "visibleTime"],
 });
@@ -79,9 +80,6 @@ console.log(JSON.stringify({
 # each collection's indices, what the sweep found and compared, how an indexed expiry time reads back, and what a
 # receive-like update of three messages (one of them moved to another queue) rebuilt and left in the indices.
 UPDATE_PROBE = """
-const path = require("path");
-const azuriteDir = path.join(process.cwd(), "node_modules", "azurite");
-const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
 const db = new Loki("probe");
 const indices = ["accountName", "queueName", "messageId", "visibleTime"];
 const coll = db.addCollection("$MESSAGES_COLLECTION$", { indices });
@@ -119,7 +117,8 @@ console.log(JSON.stringify({
 def _probe(*node_args: str, script: str = PROBE) -> dict[str, Any]:
     node = shutil.which("node")
     assert node, "node is on PATH (make installs Azurite with it)"
-    done = subprocess.run([node, *node_args, "-e", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    command = [node, *node_args, "-e", LOKI + script]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     return json.loads(done.stdout)
 
 

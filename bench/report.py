@@ -40,6 +40,27 @@ def _idle_note(tenths: list[dict[str, float]]) -> str:
     return f"{idle:.2f} ms a blob polling an empty queue" if idle else "no empty polls"
 
 
+_PARTS = (
+    ("deletes", "deleting the pending messages"),
+    ("mainThread", "main thread: receiving pages (ours: reading, checking, chunking too)"),
+    ("kustoPosts", "Kusto POSTs: building, checking, sending the request"),
+    ("ledgerMarks", "submission ledger marks"),
+    ("trackingSends", "tracking records: sending"),
+    ("rest", "the rest: tracking records' building and checking, threads"),
+)
+
+
+def _cpu_by_part_rows(by_part: dict[str, dict[str, float]]) -> list[tuple[str, str, str, str]]:
+    """Where the drain child's CPU a blob went, drain beside baseline ("-" for work only the drain does)."""
+    ours, baseline = by_part["ours"], by_part["baseline"]
+    rows = []
+    for part, label in _PARTS:
+        mine = ours.get(part, 0.0)
+        value = f"{mine:.2f} / {baseline[part]:.2f} ms" if part in baseline else f"{mine:.2f} ms / -"
+        rows.append(_row(f"    {label}", value, "", ""))
+    return rows
+
+
 def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(measure, value, goal, baseline or note) rows, in the order of the brief."""
     rows = [("measure", "value", "goal", "baseline / note")]
@@ -68,14 +89,12 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             ("drain child", summary["childCpuMsPerBlob"], summary["childBusy"]),
         ):
             if cpu and busy:
-                rows.append(
-                    _row(
-                        f"  {who} CPU per blob, drain / baseline",
-                        f"{cpu['ours']:.1f} / {cpu['baseline']:.1f} ms",
-                        "",
-                        f"busy {busy['ours']:.2f} / {busy['baseline']:.2f} of a core",
-                    )
-                )
+                note = f"busy {busy['ours']:.2f} / {busy['baseline']:.2f} of a core"
+                if who == "drain child":  # the ratio the drain would reach if this CPU alone set the pace
+                    note += f"; baseline / drain CPU {cpu['baseline'] / cpu['ours']:.0%}"
+                value = f"{cpu['ours']:.1f} / {cpu['baseline']:.1f} ms"
+                rows.append(_row(f"  {who} CPU per blob, drain / baseline", value, "", note))
+        rows += _cpu_by_part_rows(summary["childCpuMsPerBlobByPart"])
         rows += [
             _row("drain with Kusto answering after 150 ms (blobs/s)", f"{summary['latency150BlobsPerSecond']:.0f}", "", ""),
             _row(

@@ -200,6 +200,13 @@ def summarise_throughput(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "azuriteBusy": _medians(rounds, "azuriteBusy"),
         "childCpuMsPerBlob": _medians(rounds, "cpuMsPerBlob"),
         "childBusy": _medians(rounds, "childBusy"),
+        "childCpuMsPerBlobByPart": {
+            key: {
+                part: statistics.median(run[key]["cpuMsPerBlobByPart"].get(part, 0.0) for run in rounds)
+                for part in rounds[0][key]["cpuMsPerBlobByPart"]
+            }
+            for key in ("baseline", "ours", "latency150")
+        },
     }
 
 

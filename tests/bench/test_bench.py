@@ -40,7 +40,16 @@ def test_throughput_and_request_counts_run_and_count_what_the_drain_does(tmp_pat
     assert "ratio drain / baseline" in table and "storage requests per blob (counted, 20 blobs)" in table
     # The drain child did the drain's work on the clock: its CPU a blob and its busy share are never zero.
     assert all(drain["cpuMsPerBlob"] > 0 and 0 < drain["childBusy"] <= 2 for drain in drains.values())
-    assert "drain child CPU per blob, drain / baseline" in table
+    assert "drain child CPU per blob, drain / baseline" in table and "baseline / drain CPU" in table
+    # Where that CPU went: the deletes in both, the calls only ours makes in ours alone, and the parts add up.
+    for name, scenario in drains.items():
+        parts = scenario["cpuMsPerBlobByPart"]
+        assert parts["deletes"] > 0 and parts["mainThread"] > 0
+        assert sum(parts.values()) == pytest.approx(scenario["cpuMsPerBlob"])
+        only_ours = {"kustoPosts", "ledgerMarks", "trackingSends"}
+        assert only_ours & parts.keys() == (set() if name == "baseline" else only_ours)
+        assert all(parts[part] > 0 for part in only_ours & parts.keys())
+    assert "deleting the pending messages" in table and "Kusto POSTs: building, checking, sending" in table
     if Path("/proc/self/stat").exists():
         # Azurite answered every receive and delete of each drain: its CPU over the drain is never zero.
         assert all(drain["azuriteCpuSeconds"] > 0 and 0 < drain["azuriteBusy"] <= 2 for drain in drains.values())

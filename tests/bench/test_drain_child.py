@@ -1,4 +1,4 @@
-"""What the drain child reports about itself: its own peak memory, and its CPU per blob along the drain.
+"""What the drain child reports about itself: its own peak memory, its CPU per blob along the drain, and by part.
 
 Peak memory: the bench process holds every message text of a drain (100,000 of them for the largest), and
 Linux hands a parent's peak resident memory to a child it forks and execs through `ru_maxrss`; a figure
@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from unittest.mock import patch
 
 import pytest
 
-from bench.drain_child import Sample, _until_received, cpu_by_tenth
+from bench.drain_child import CallCpu, Sample, _until_received, cpu_by_tenth
 from bench.report import trend_percent
 from devhost.processes import ROOT
 
@@ -117,3 +119,36 @@ def test_cpu_by_tenth_is_none_when_the_runs_are_too_coarse_to_tell(points: list[
 )
 def test_the_trend_along_a_drain_is_the_fitted_change_not_first_against_last(costs: list[float], trend: float) -> None:
     assert trend_percent(costs) == pytest.approx(trend, abs=0.05)
+
+
+class _Worker:
+    def spin(self, cpu_seconds: float) -> str:
+        end = time.thread_time() + cpu_seconds
+        while time.thread_time() < end:
+            pass
+        return "spun"
+
+    def wait(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+def test_call_cpu_counts_what_each_call_computed_on_its_own_thread_and_the_parts_add_up() -> None:
+    worker, meter = _Worker(), CallCpu()
+    meter.wrap(worker, "spin", "spin")
+    meter.wrap(worker, "wait", "wait")
+
+    side = threading.Thread(target=worker.spin, args=(0.05,))
+    side.start()
+    assert worker.spin(0.02) == "spun"  # on the main thread, while the other thread spins too
+    side.join()
+    worker.wait(0.1)
+
+    # Both spins counted, each on its own thread's clock (a process clock would count the overlap twice)...
+    assert 0.07 <= meter.seconds["spin"] < 0.09
+    # ...sleeping is no CPU, and the main thread's share is only its own call.
+    assert meter.seconds["wait"] < 0.02
+    assert 0.02 <= meter.on_main_thread < 0.035
+    parts = meter.per_blob(10, process_cpu=1.0, main_thread_cpu=0.5)
+    assert sum(parts.values()) == pytest.approx(100.0)  # ms a blob: 1 s of CPU over 10 blobs
+    assert parts["mainThread"] == pytest.approx(100 * (0.5 - meter.on_main_thread))
+    assert parts["spin"] == pytest.approx(100 * meter.seconds["spin"])

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use("Agg")  # no display: the chart is only written to a file
 import matplotlib.pyplot as plt
 
+from bench.drain_child import DELETES, KUSTO_POSTS, LEDGER_MARKS, MAIN_THREAD, REST, TRACKING_SENDS
+
 
 def _row(measure: str, value: str, goal: str, baseline: str = "") -> tuple[str, str, str, str]:
     return measure, value, goal, baseline
@@ -41,12 +43,12 @@ def _idle_note(tenths: list[dict[str, float]]) -> str:
 
 
 _PARTS = (
-    ("deletes", "deleting the pending messages"),
-    ("mainThread", "main thread: receiving pages (ours: reading, checking, chunking too)"),
-    ("kustoPosts", "Kusto POSTs: building, checking, sending the request"),
-    ("ledgerMarks", "submission ledger marks"),
-    ("trackingSends", "tracking records: sending"),
-    ("rest", "the rest: tracking records' building and checking, threads"),
+    (DELETES, "deleting the pending messages"),
+    (MAIN_THREAD, "main thread: receiving pages (ours: reading, checking, chunking too)"),
+    (KUSTO_POSTS, "Kusto POSTs: building, checking, sending the request"),
+    (LEDGER_MARKS, "submission ledger marks"),
+    (TRACKING_SENDS, "tracking records: sending"),
+    (REST, "the rest: tracking records' building and checking, SAS, threads"),
 )
 
 

@@ -34,7 +34,7 @@ from devhost.processes import ROOT
 SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency", "emulator")
 
 
-def _sizes(text: str) -> list[int]:
+def _integers(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency-seconds", type=float, default=45, help="how long blobs keep landing in the latency run")
     parser.add_argument("--latency-rate", type=float, default=4, help="blobs landing per second in the latency run")
     parser.add_argument(
-        "--resource-sizes", type=_sizes, default=[1000, 100000], help="drain sizes for CPU and memory (default 1000,100000)"
+        "--resource-sizes", type=_integers, default=[1000, 100000], help="drain sizes for CPU and memory (default 1000,100000)"
     )
     parser.add_argument(
         "--resource-depth",
@@ -60,6 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--sdk-blobs", type=int, default=500, help="blobs submitted one by one with QueuedIngestClient")
     parser.add_argument("--sweep-size", type=int, default=1000, help="pending blobs per point of the concurrency chart")
+    parser.add_argument(
+        "--sweep-levels",
+        type=_integers,
+        default=[1, 2, 4, 8, 16],
+        help="SUBMIT_CONCURRENCY of each point of the concurrency chart (default 1,2,4,8,16)",
+    )
     parser.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the emulator's CSV ingestion run")
     parser.add_argument("--posts", type=int, default=3000, help="POSTs of 20 blobs in the emulator's request-rate run")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
@@ -137,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             }
         if "concurrency" in sections:
             results["concurrency"] = []
-            for level in (1, 2, 4, 8, 16):
+            for level in args.sweep_levels:
                 step(f"concurrency sweep: SUBMIT_CONCURRENCY={level}, {args.sweep_size} pending")
                 with scenarios.fresh_stack(work_dir, f"cc-{level}") as pair:
                     ours = scenarios.drain(pair, f"cc-{level}-ours", args.sweep_size, "ours", concurrency=level)

@@ -14,6 +14,9 @@ Container, schedule and queue names are `%SETTING%` binding expressions, resolve
 same app settings `shared.settings` reads. The blob trigger's `source` cannot be an expression, so it is
 read here, at indexing time: invalid settings stop the app at start-up with one line naming the setting.
 
+At import, `install_redaction()` makes every log record of the worker process redacted and its control
+characters escaped, whichever logger writes it (see `shared.redaction`).
+
 Timers run without the schedule monitor and never on start-up: a missed tick is worth nothing (the next
 one, seconds later, does the same work), the monitor would only add storage writes, and a start-up run
 would fire on every scale-out. (No `from __future__ import annotations` here: the worker must see the
@@ -27,12 +30,14 @@ import azurefunctions.extensions.bindings.blob as blob_types
 
 from shared.housekeeping import housekeep
 from shared.recorder import record_blob
+from shared.redaction import install_redaction
 from shared.services import get_services
 from shared.settings import STAGING_CONNECTION, load_settings
 from shared.sinks import alert_once
 from shared.submission import submit_pending_blobs
 from shared.tracking import track_outcomes as track_accepted_operations
 
+install_redaction()
 logger = logging.getLogger(__name__)
 
 app = func.FunctionApp()

@@ -20,6 +20,7 @@ from shared.alert_markers import AlertMarkers
 from shared.blob_access import BlobAccess
 from shared.services import Services, build_services
 from shared.settings import Settings
+from shared.staging_area import StagingArea
 from shared.submission_ledger import SubmissionLedger
 from shared.transport import STORAGE_CONNECTION_TIMEOUT, STORAGE_DATA_BLOCK_SIZE, STORAGE_READ_TIMEOUT, EnvironmentOnceTransport
 
@@ -95,6 +96,7 @@ def counted_services(settings: Settings, counter: RequestCounter) -> Services:
         raise ValueError("the benchmark counts requests against Azurite: StagingStorage must be a connection string")
     blob_service = BlobServiceClient.from_connection_string(connection, transport=CountingTransport(counter))
     state = blob_service.get_container_client(settings.state_container)
+    staging = StagingArea(blob_service, settings.staging_container, settings.allowed_targets)
     return replace(
         build_services(settings),
         pending_queue=counted_queue(connection, settings.pending_queue, counter, decode=False),
@@ -102,7 +104,8 @@ def counted_services(settings: Settings, counter: RequestCounter) -> Services:
         tracking_queue=counted_queue(connection, settings.tracking_queue, counter),
         pending_poison_queue=counted_queue(connection, settings.pending_poison_queue, counter),
         blob_service=blob_service,
-        blob_access=BlobAccess(settings, blob_service),
+        staging=staging,
+        blob_access=BlobAccess(settings, staging),
         ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
         alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
     )

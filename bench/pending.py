@@ -28,8 +28,8 @@ from azure.storage.queue import QueueClient
 
 from shared import schemas
 from shared.notifications import utc_now_iso
-from shared.recorder import source_id
 from shared.settings import StorageConnection
+from shared.staging_area import source_id
 from shared.storage import ensure_queue, queue_client
 
 FAIL_FAST_PATTERN = "bench-*.csv"

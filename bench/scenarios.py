@@ -37,10 +37,11 @@ from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_message
 from bench.stack import Stack, cpu_difference, cpu_ms_per, process_cpu_seconds, running_stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
 from shared import tracking
-from shared.recorder import record_blob, source_id
+from shared.recorder import record_blob
 from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
+from shared.staging_area import source_id
 from shared.submission import submit_pending_blobs
 
 DATABASE = "BenchDb"

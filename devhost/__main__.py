@@ -20,7 +20,7 @@ from devhost.config import ConfigError, load_host_options, load_local_settings
 from devhost.connections import connection_string
 from devhost.events import install_event_handlers
 from devhost.host import LocalHost, default_host_id, load_app
-from shared.redaction import RedactingFilter
+from shared.redaction import install_redaction
 
 logger = logging.getLogger("devhost")
 
@@ -39,9 +39,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 def configure_logging(verbose: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.addHandler(handler)
+    install_redaction()  # as function_app.py does in the worker: every record redacted and escaped
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for noisy in ("azure", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -24,7 +24,7 @@ from azure.core.exceptions import AzureError
 
 from devhost.emulator_client import EmulatorClient, EmulatorRequestError
 from shared.redaction import RedactingFilter
-from shared.settings import is_loopback_url
+from shared.url_checks import is_loopback_url
 
 EVENTS_SETTING = "DEVHOST_EVENTS"
 ALERTS_FILE_SETTING = "DEVHOST_ALERTS_FILE"

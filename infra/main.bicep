@@ -144,18 +144,16 @@ param allowedTargets string = '*'
 ])
 param submissionMode string = 'rest'
 
-@description('Queue mode only: which ingestion outcomes Kusto reports (REPORT_LEVEL).')
+@description('Queue mode only: which ingestion outcomes Kusto reports (REPORT_LEVEL). None is not offered: failures could not alert.')
 @allowed([
   'FailuresOnly'
-  'None'
   'FailuresAndSuccesses'
 ])
 param reportLevel string = 'FailuresOnly'
 
-@description('Queue mode only: where Kusto reports outcomes (REPORT_METHOD).')
+@description('Queue mode only: where Kusto reports outcomes (REPORT_METHOD). Table alone is not offered: the app reads failures from the queue.')
 @allowed([
   'Queue'
-  'Table'
   'QueueAndTable'
 ])
 param reportMethod string = 'Queue'

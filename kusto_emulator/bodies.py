@@ -40,9 +40,18 @@ def parse_json(body: bytes, what: str = "request body") -> Any:
     except UnicodeDecodeError as error:
         raise BadRequest(f"the {what} is not valid UTF-8 (byte {error.start}): send UTF-8 encoded JSON") from None
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise BadRequest(f"the {what} is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}") from None
+    except ValueError as error:  # a number of more digits than Python converts, or NaN/Infinity
+        raise BadRequest(f"the {what} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise BadRequest(f"the {what} is not valid JSON: nested too deeply") from None
+
+
+def _refuse_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259); Python's reader would take them."""
+    raise ValueError(f"{name} is not a JSON value")
 
 
 async def read_json_body(request: Request, limit: int, what: str = "request body") -> Any:

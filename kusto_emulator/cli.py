@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from shared.redaction import RedactingFilter
+from shared.redaction import install_redaction
 
 from .app import create_app
 from .config import DEFAULT_MAX_BLOBS_PER_BATCH, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_DATA_SIZE, BlobFailureRule, EmulatorConfig
@@ -135,9 +135,9 @@ def configure_logging(level: str) -> None:
     """One line per record on stderr, every record redacted (no SAS, key or token reaches the log)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    install_redaction()
     root.setLevel(level)
     logging.getLogger("azure").setLevel(logging.WARNING)
 

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from .config import BlobFailureRule, EmulatorConfig
 from .errors import BadRequest
 
-_FAULT_KEYS = ("throttleRate", "errorRate", "latencyMs", "retryAfterSeconds", "failBlobs", "holdIngestion")
+_FAULT_KEYS = ("throttleRate", "errorRate", "latencyMs", "retryAfterSeconds", "failBlobs", "errorBlobs", "holdIngestion")
 _HOLD_CHECK_SECONDS = 0.5
 """How often a held worker thread looks at its stop signal, so a shutdown is never held up for long."""
 
@@ -31,6 +31,8 @@ class FaultSettings:
     latency_ms: int = 0
     retry_after_seconds: int = 1
     fail_blobs: tuple[BlobFailureRule, ...] = field(default_factory=tuple)
+    error_blobs: tuple[str, ...] = ()
+    """Globs: a queued-ingestion request naming a matching blob answers 500, as for a blob the service cannot take."""
     hold_ingestion: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -40,6 +42,7 @@ class FaultSettings:
             "latencyMs": self.latency_ms,
             "retryAfterSeconds": self.retry_after_seconds,
             "failBlobs": [{"pattern": rule.pattern, "errorCode": rule.error_code} for rule in self.fail_blobs],
+            "errorBlobs": list(self.error_blobs),
             "holdIngestion": self.hold_ingestion,
         }
 
@@ -67,6 +70,19 @@ def parse_fail_blob_rules(value: Any) -> tuple[BlobFailureRule, ...]:
             raise BadRequest(f"failBlobs[{index}]: pattern and errorCode must not be empty")
         rules.append(BlobFailureRule(item["pattern"], item["errorCode"]))
     return tuple(rules)
+
+
+def _parse_error_blobs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise BadRequest("errorBlobs must be a list of non-empty glob patterns")
+    return tuple(value)
+
+
+def _blob_matches(plain_url: str, pattern: str) -> bool:
+    """A glob matched against the blob name, `container/name` and the whole URL path (`*bad*.csv`, `staging/2024/*`)."""
+    path = unquote(urlsplit(plain_url).path).lstrip("/")
+    segments = path.split("/")
+    return any(fnmatch.fnmatchcase(candidate, pattern) for candidate in {segments[-1], path, "/".join(segments[1:])})
 
 
 class Faults:
@@ -103,6 +119,8 @@ class Faults:
             values["retry_after_seconds"] = _non_negative_int("retryAfterSeconds", changes["retryAfterSeconds"])
         if "failBlobs" in changes:
             values["fail_blobs"] = parse_fail_blob_rules(changes["failBlobs"])
+        if "errorBlobs" in changes:
+            values["error_blobs"] = _parse_error_blobs(changes["errorBlobs"])
         if "holdIngestion" in changes:
             if not isinstance(changes["holdIngestion"], bool):
                 raise BadRequest(f"holdIngestion must be true or false, got {changes['holdIngestion']!r}")
@@ -129,15 +147,13 @@ class Faults:
         return rate > 0 and random.random() < rate
 
     def forced_blob_error(self, plain_url: str) -> str | None:
-        """The error code a `failBlobs` rule forces on this blob.
-
-        A rule's glob is matched against the blob name, `container/name` and the whole URL path, so both
-        `*bad*.csv` and `staging/2024/*` work.
-        """
-        path = unquote(urlsplit(plain_url).path).lstrip("/")
-        segments = path.split("/")
-        candidates = {segments[-1], path, "/".join(segments[1:])}
+        """The error code a `failBlobs` rule forces on this blob (see `_blob_matches` for what a glob is tried on)."""
         for rule in self.settings.fail_blobs:
-            if any(fnmatch.fnmatchcase(candidate, rule.pattern) for candidate in candidates):
+            if _blob_matches(plain_url, rule.pattern):
                 return rule.error_code
         return None
+
+    def request_error_blob(self, plain_urls: list[str]) -> str | None:
+        """The first blob of a request that an `errorBlobs` glob matches: that request answers 500."""
+        patterns = self.settings.error_blobs
+        return next((url for url in plain_urls if any(_blob_matches(url, pattern) for pattern in patterns)), None)

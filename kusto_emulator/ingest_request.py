@@ -43,21 +43,21 @@ class BlobShape:
     """
 
     _ITEM_KEYWORDS = frozenset({"type", "required", "properties"})
-    _FIELD_KEYWORDS = frozenset({"type", "minLength", "minimum"})
+    _FIELD_KEYWORDS = frozenset({"type", "minLength", "minimum", "maximum"})
 
     def __init__(self, schema: dict[str, Any]) -> None:
         unknown = set(schema) - self._ITEM_KEYWORDS
         if unknown or schema.get("type") != "object":
             raise ValueError(f"the blob schema uses keywords the fast check does not know: {sorted(unknown)}")
         self._required = tuple(schema.get("required", ()))
-        self._fields: list[tuple[str, frozenset[type], int | None, int | None]] = []
+        self._fields: list[tuple[str, frozenset[type], int | None, int | None, int | None]] = []
         for name, rule in schema.get("properties", {}).items():
             unknown = set(rule) - self._FIELD_KEYWORDS
             if unknown or "type" not in rule:
                 raise ValueError(f"blob property {name!r} uses keywords the fast check does not know: {sorted(unknown)}")
             names = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
             types = frozenset(_JSON_TYPES[type_name] for type_name in names)
-            self._fields.append((name, types, rule.get("minLength"), rule.get("minimum")))
+            self._fields.append((name, types, rule.get("minLength"), rule.get("minimum"), rule.get("maximum")))
 
     def accepts(self, blob: Any) -> bool:
         if type(blob) is not dict:
@@ -65,7 +65,7 @@ class BlobShape:
         for name in self._required:
             if name not in blob:
                 return False
-        for name, types, min_length, minimum in self._fields:
+        for name, types, min_length, minimum, maximum in self._fields:
             if name not in blob:
                 continue
             value = blob[name]
@@ -75,6 +75,8 @@ class BlobShape:
             if min_length is not None and kind is str and len(value) < min_length:
                 return False
             if minimum is not None and kind is int and value < minimum:
+                return False
+            if maximum is not None and kind is int and value > maximum:
                 return False
         return True
 

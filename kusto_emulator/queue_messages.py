@@ -20,6 +20,9 @@ from typing import Any
 REPORT_FAILURES_ONLY, REPORT_NONE, REPORT_ALL = 0, 1, 2
 METHOD_QUEUE, METHOD_TABLE, METHOD_QUEUE_AND_TABLE = 0, 1, 2
 
+INT64_MAX = 2**63 - 1
+"""Kusto reads sizes as 64-bit integers (C# long): a larger RawDataSize cannot be parsed."""
+
 _REPORT_LEVELS = {
     "failuresonly": REPORT_FAILURES_ONLY,
     "donotreport": REPORT_NONE,
@@ -240,6 +243,8 @@ def parse_message(document: dict[str, Any]) -> IngestionMessage:
         raw_size = int(raw_size) if raw_size not in (None, "") else None
     except (TypeError, ValueError):
         raise reject("BadRequest_MalformedIngestionProperty", f"RawDataSize {raw_size!r} is not a number") from None
+    if raw_size is not None and not 0 <= raw_size <= INT64_MAX:
+        raise reject("BadRequest_MalformedIngestionProperty", f"RawDataSize {raw_size} is outside 0..{INT64_MAX} (a 64-bit size)")
     authorization = next((value for key, value in additional.items() if str(key).lower() == "authorizationcontext"), None)
     return IngestionMessage(
         source_id=source_id,

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from .bodies import read_json_body
 from .catalog import utc_now
-from .errors import BadRequest, OperationNotFound
+from .errors import BadRequest, InternalError, OperationNotFound
 from .ids import new_operation_id, random_uuid
 from .ingest_request import request_validator, validate_request
 from .names import validate_entity_name
@@ -109,6 +109,9 @@ def routes(state: EmulatorState) -> list[Route]:
         table = validate_entity_name("table", request.path_params["table"])
         body = await read_json_body(request, state.config.max_body_bytes)
         urls = validate_request(validator, body, state.config.max_blobs_per_batch)
+        refused = state.faults.request_error_blob([plain for plain, _ in urls])
+        if refused is not None:
+            raise InternalError(f"server error injected for a request naming {refused} (errorBlobs)")
         state.use_database(database)
         state.catalog.require_table(database, table)
         properties = body["properties"]

@@ -4,15 +4,32 @@ Notifications repeat. The blob trigger fires again for a blob whose receipt was 
 died, so an unroutable blob is reported twice; the tracker polls an operation again when it died before
 settling the poll; a blob submitted twice (see `shared.submission_ledger`) fails twice. Every repeat names
 the same blob version (`IngestionSourceId`), error code, failure status and origin, and one person should
-get one alert for it.
+get one alert for it, even when the repeats reach the failure queue trigger at the same moment.
 
 A marker is one small blob `alerted/<hash of those four>` in STATE_CONTAINER whose text says how far the
-alert got: `logged` (the alert log record is written) or `delivered` (the webhook or the digest took it as
-well). A repeat of a `delivered` alert is dropped; of a `logged` one, only the delivery is tried again (the
-webhook refused it the first time). Each marker is written after its step, so a worker dying between the
-step and the marker repeats the step: an alert can, rarely, come twice, but never not at all.
+alert got: `claimed` (a worker is alerting now), `logged` (the alert log record is written, the webhook
+refused it) or `delivered` (the webhook or the digest took it as well, or there is no webhook).
+
+The marker is claimed before anything is alerted: the first worker creates it as `claimed` with a write
+that succeeds only if the blob is absent, so of several workers racing on one failure exactly one wins.
+The winner writes the log record, delivers, then writes `delivered`; when the delivery fails it writes
+`logged` and the queue trigger retries its message, which then only delivers. A worker that loses the
+race, or comes later, reads the marker:
+* `delivered`: a repeat, dropped; `logged`: only the delivery is tried again;
+* `claimed` less than CLAIM_LEASE_SECONDS old: the owner may be alive and still alerting, so the
+  notification is held back (the caller puts a copy back on the failures queue, invisible until the lease
+  ends) and judged again then, when it is normally a repeat of a `delivered` alert;
+* `claimed` older than the lease: its owner died mid-way. The claim is taken over with a write conditional
+  on the marker's ETag, so only one worker takes it, and the alert is raised again: an alert can, rarely,
+  come twice (an owner dying between its log record and `delivered`, or outliving its lease), but never
+  not at all.
+A marker older than DUPLICATE_WINDOW_SECONDS, or whose text is none of the three, counts as absent and is
+claimed in the same conditional way; housekeeping deletes expired markers (only if unchanged since listed).
 Notifications that name no blob version (a malformed pending message, a poison-queue record) carry no key
-and always alert. Markers older than DUPLICATE_WINDOW_SECONDS no longer count and housekeeping deletes them.
+and always alert.
+
+Cost: a first alert is one conditional create and one overwrite (`delivered`); a repeat is a refused create
+and one read; a failed delivery adds one write (`logged`).
 """
 
 from __future__ import annotations
@@ -21,18 +38,60 @@ import contextlib
 import hashlib
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 logger = logging.getLogger(__name__)
 
 PREFIX = "alerted/"
+CLAIMED = "claimed"
 LOGGED = "logged"
 DELIVERED = "delivered"
-_STATES = (LOGGED, DELIVERED)
+_STATES = (CLAIMED, LOGGED, DELIVERED)
+
+HELD = "held"
+"""`Claim.outcome` when another worker holds a live claim: the caller holds its notification back."""
+WON = "won"
+"""`Claim.outcome` when the caller holds the claim: it alerts."""
+
+CLAIM_LEASE_SECONDS = 120
+"""How long a `claimed` marker protects its owner. It must outlast the owner's log record and one delivery:
+the webhook's pipeline takes at most 4 tries x (5 s connect + 15 s read) + 3.5 s of back-off, about 84 s,
+plus the digest's few storage calls. An owner slower than that (a webhook answering 429 with a long
+Retry-After) is taken over and its alert may come twice; a shorter lease would make that likelier, a longer
+one only delays the repeats held back behind a dead owner."""
+
+_CLAIM_TRIES = 4
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `AlertMarkers.claim` found, so what the caller does next.
+
+    `outcome`: WON (alert: log, deliver, mark), LOGGED (deliver only), DELIVERED (drop the repeat) or HELD
+    (another worker is alerting now: look again in `wait` seconds). `taken_over` is CLAIMED when the caller
+    won by taking over the claim of an owner that outlived its lease (None when the marker was absent,
+    expired or unreadable); `age` is the age in seconds of the marker found.
+    """
+
+    outcome: str
+    wait: float = 0.0
+    taken_over: str | None = None
+    age: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Marker:
+    state: str | None
+    """`claimed`, `logged` or `delivered`; None when expired or unreadable (counts as absent)."""
+    etag: str
+    age: float
+    """Seconds since the marker was last written, by this worker's clock, at least (it may be 1 s more)."""
 
 
 def marker_key(notification: Mapping[str, Any]) -> str | None:
@@ -53,25 +112,46 @@ def _now() -> datetime:
 class AlertMarkers:
     """The markers of one STATE_CONTAINER."""
 
-    def __init__(self, container: ContainerClient, window_seconds: int, clock: Callable[[], datetime] = _now) -> None:
+    def __init__(
+        self,
+        container: ContainerClient,
+        window_seconds: int,
+        clock: Callable[[], datetime] = _now,
+        lease_seconds: float = CLAIM_LEASE_SECONDS,
+    ) -> None:
         self._container = container
         self._window = timedelta(seconds=window_seconds)
         self._clock = clock
+        self._lease = lease_seconds
 
     def state(self, key: str) -> str | None:
-        """`logged`, `delivered`, or None when this failure was not alerted within the window."""
-        try:
-            downloader = self._container.get_blob_client(key).download_blob()
-        except ResourceNotFoundError:
-            return None
-        text = downloader.readall().decode("utf-8", errors="replace")
-        modified = downloader.properties.last_modified
-        if text not in _STATES or (modified is not None and modified < self._clock() - self._window):
-            return None
-        return text
+        """`claimed`, `logged`, `delivered`, or None when this failure was not alerted within the window."""
+        marker = self._read(key)
+        return None if marker is None else marker.state
+
+    def claim(self, key: str) -> Claim:
+        """Claim the marker before alerting, atomically; the Claim says what the caller does.
+
+        Raises AzureError when storage fails, or when the marker keeps changing under the caller.
+        """
+        for _ in range(_CLAIM_TRIES):
+            if self._create(key):
+                return Claim(WON)
+            marker = self._read(key)
+            if marker is None:
+                continue  # deleted since (housekeeping): create it again
+            if marker.state in (LOGGED, DELIVERED):
+                return Claim(marker.state, age=marker.age)
+            if marker.state == CLAIMED and marker.age < self._lease:
+                return Claim(HELD, wait=self._lease - marker.age, age=marker.age)
+            # Expired, unreadable, or a claim whose owner outlived its lease: take it over unless someone else
+            # changed it since it was read (then read again: it is now a live claim, most likely).
+            if self._replace(key, marker.etag):
+                return Claim(WON, taken_over=marker.state, age=marker.age)
+        raise AzureError(f"alert marker {key} changed {_CLAIM_TRIES} times while being claimed")
 
     def mark(self, key: str, state: str) -> None:
-        """Record how far the alert got; raises AzureError when storage refuses."""
+        """Record how far the claimed alert got (the owner's plain overwrite); raises AzureError when storage refuses."""
         blob = self._container.get_blob_client(key)
         try:
             blob.upload_blob(state.encode("utf-8"), overwrite=True)
@@ -82,19 +162,62 @@ class AlertMarkers:
             blob.upload_blob(state.encode("utf-8"), overwrite=True)
 
     def forget_expired(self) -> int:
-        """Delete markers older than the window (housekeeping); returns how many were deleted."""
+        """Delete markers older than the window (housekeeping); returns how many were deleted.
+
+        A marker re-claimed after it was listed is kept: the delete holds only for the ETag listed.
+        """
         horizon = self._clock() - self._window
         deleted = 0
         try:
             expired = [
-                blob.name
+                (blob.name, blob.etag)
                 for blob in self._container.list_blobs(name_starts_with=PREFIX)
                 if blob.last_modified is not None and blob.last_modified < horizon
             ]
         except ResourceNotFoundError:
             return 0
-        for name in expired:
-            with contextlib.suppress(ResourceNotFoundError):
-                self._container.delete_blob(name)
+        for name, etag in expired:
+            with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+                self._container.delete_blob(name, etag=etag, match_condition=MatchConditions.IfNotModified)
                 deleted += 1
         return deleted
+
+    def _read(self, key: str) -> _Marker | None:
+        """The marker with its ETag and age; None when there is none."""
+        try:
+            downloader = self._container.get_blob_client(key).download_blob()
+        except ResourceNotFoundError:
+            return None
+        text = downloader.readall().decode("utf-8", errors="replace")
+        modified = downloader.properties.last_modified
+        # Storage keeps the time in whole seconds: count from the end of that second, so that a claim is never
+        # judged older than it is (taken over early) and a held-back copy never comes back early.
+        age = 0.0 if modified is None else (self._clock() - modified).total_seconds() - 1
+        state = text if text in _STATES and age <= self._window.total_seconds() else None
+        return _Marker(state, str(downloader.properties.etag), age)
+
+    def _create(self, key: str) -> bool:
+        """Write `claimed` if the marker is absent; False when it exists."""
+        blob = self._container.get_blob_client(key)
+        data = CLAIMED.encode("utf-8")
+        try:
+            blob.upload_blob(data, overwrite=False)
+        except ResourceExistsError:
+            return False
+        except ResourceNotFoundError:
+            with contextlib.suppress(ResourceExistsError):
+                self._container.create_container()
+            try:
+                blob.upload_blob(data, overwrite=False)
+            except ResourceExistsError:
+                return False
+        return True
+
+    def _replace(self, key: str, etag: str) -> bool:
+        """Write `claimed` over the marker only if it is still at `etag`; False when it changed or went."""
+        blob = self._container.get_blob_client(key)
+        try:
+            blob.upload_blob(CLAIMED.encode("utf-8"), overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return False
+        return True

@@ -5,7 +5,8 @@ The record is the alert of record: an Azure Monitor log alert rule matches the s
 `alert.schema.json`. Permanent and Exhausted failures log at ERROR, because nothing will fix them without a
 person; Transient and Unknown ones at WARNING. A notification that is not valid still alerts, at ERROR, as
 `Alert_MalformedNotification` with the redacted payload attached: a broken message must never turn a
-failure into silence.
+failure into silence. Every text dimension is redacted and has its control and bidi characters escaped, so
+neither the log line nor a webhook message built from the dimensions carries a secret or a forged line.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared import schemas
-from shared.names import has_control_characters
 from shared.notifications import EXHAUSTED, PERMANENT
-from shared.redaction import plain_blob_url, redact
+from shared.redaction import clean, plain_blob_url
+from shared.storage import readable_text
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -46,7 +47,7 @@ class Alert:
 
     level: int
     args: tuple[str, ...]
-    """The values of the record's message template, control characters escaped."""
+    """The values of the record's message template (from the dimensions: redacted, control characters escaped)."""
     dimensions: Mapping[str, Any]
     notification: Mapping[str, Any] | None
 
@@ -64,19 +65,13 @@ class Alert:
 
 
 def _clean(value: Any, limit: int) -> str:
-    """Text safe for a log dimension: a string, credentials redacted, cut to `limit` characters."""
-    return redact(value if isinstance(value, str) else "")[:limit]
+    """Text safe for a log dimension: a string, credentials redacted, control and bidi characters escaped
+    (`shared.names.printable`: a crafted blob name cannot forge a log line or a chat message), cut to `limit`."""
+    return clean(value if isinstance(value, str) else "")[:limit]
 
 
 def _safe_path(value: Any) -> str:
     return _clean(plain_blob_url(value), 4096) if isinstance(value, str) and value else ""
-
-
-def _one_line(text: str) -> str:
-    """Escape control characters so a crafted blob name or detail cannot forge extra log lines."""
-    if not has_control_characters(text):
-        return text
-    return "".join(repr(char)[1:-1] if has_control_characters(char) else char for char in text)
 
 
 def level_for(failure_status: str) -> int:
@@ -114,7 +109,8 @@ def _malformed_dimensions(body: str, problem: str, queue_name: str, message_id: 
         failureStatus=PERMANENT,
         details=f"a failure notification on {queue_name} could not be read: {_clean(problem, VALIDATION_ERROR_LIMIT)}",
         validationError=_clean(problem, VALIDATION_ERROR_LIMIT),
-        rawPayload=_clean(body, DETAILS_LIMIT),
+        # Decoded first when it is base64 text (written encoded twice, say): a SAS inside base64 escapes redaction.
+        rawPayload=_clean(readable_text(body), DETAILS_LIMIT),
     )
     return dimensions
 
@@ -147,7 +143,7 @@ def build_alert(body: str, *, queue_name: str, message_id: str, dequeue_count: i
     schemas.validate(schemas.ALERT, dimensions)
     level = logging.ERROR if notification is None else level_for(dimensions["failureStatus"])
     args = tuple(
-        _one_line(value or "?")
+        value or "?"
         for value in (
             dimensions["errorCode"],
             dimensions["failureStatus"],

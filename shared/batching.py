@@ -7,6 +7,8 @@ pending blobs are grouped by (database, table, canonical properties) and each gr
 * no two blobs with the same URL (the service rejects a request that names a blob twice);
 * at most `max_bytes` of pending messages, because the chunk's tracking record carries every pending
   message and must fit in one queue message (64 KiB after base64);
+* a blob whose message says `submitAlone` (a request holding it failed with a server error) gets a chunk
+  of its own, so one blob the service cannot take does not fail the others again;
 * a message with the same `sourceId` as one already in the chunk (the same blob version recorded twice,
   e.g. a redelivered Event Grid event) is not sent again: it rides along as a duplicate and is settled
   with the chunk, so one blob version is ingested once.
@@ -59,6 +61,7 @@ class _OpenChunk(Generic[T]):
     duplicates: list[T] = field(default_factory=list)
     urls: set[str] = field(default_factory=set)
     size: int = 0
+    alone: bool = False
 
 
 def canonical_properties(properties: Mapping[str, Any]) -> str:
@@ -88,9 +91,12 @@ def make_chunks(items: Iterable[T], max_blobs: int, max_bytes: int = TRACKING_RE
                 chunk_of_source[source_id].duplicates.append(item)
                 continue
             url = item.pending["blobUrl"]
-            target = next((chunk for chunk in open_chunks if _fits(chunk, url, item.size, max_blobs, max_bytes)), None)
+            alone = bool(item.pending.get("submitAlone"))
+            target = None
+            if not alone:
+                target = next((chunk for chunk in open_chunks if _fits(chunk, url, item.size, max_blobs, max_bytes)), None)
             if target is None:
-                target = _OpenChunk()
+                target = _OpenChunk(alone=alone)
                 open_chunks.append(target)
             target.items.append(item)
             target.urls.add(url)
@@ -102,7 +108,7 @@ def make_chunks(items: Iterable[T], max_blobs: int, max_bytes: int = TRACKING_RE
 
 
 def _fits(chunk: _OpenChunk[Any], url: str, size: int, max_blobs: int, max_bytes: int) -> bool:
-    if len(chunk.items) >= max_blobs or url in chunk.urls:
+    if chunk.alone or len(chunk.items) >= max_blobs or url in chunk.urls:
         return False
     # An empty chunk takes any one blob, however large: it must go somewhere.
     return not chunk.items or chunk.size + size <= max_bytes

@@ -8,8 +8,9 @@
 * `account_key_sas`: a read-only SAS signed with the account key. Settings allow it only for local storage
   (Azurite), where there is no identity to sign with.
 
-The URL stored in queues and logs is always the plain one (`shared.redaction.plain_blob_url`); the access
-part exists only inside the request to Kusto.
+The URL is built here from the configured staging container and the blob name, never taken from a message
+(`shared.staging_area`), so access is only ever granted to a staging blob. The URL stored in queues and logs
+is always the plain one; the access part exists only inside the request to Kusto.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, UserDelegationKey, generate_blob_sas
+from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_blob_sas
 
 from shared.redaction import plain_blob_url
 from shared.settings import Settings
+from shared.staging_area import StagingArea
 
 CLOCK_SKEW = timedelta(minutes=5)
 """SAS start times are set this far back so a storage clock slightly behind ours still accepts them."""
@@ -30,22 +32,23 @@ KEY_LIFETIME = timedelta(days=1)
 
 
 class BlobAccess:
-    """Turns a plain blob URL into the URL Kusto reads, by the mode in `settings.blob_access`."""
+    """Gives the URL Kusto reads for a staging blob, by the mode in `settings.blob_access`."""
 
     def __init__(
-        self, settings: Settings, blob_service: BlobServiceClient, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self, settings: Settings, staging: StagingArea, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
     ) -> None:
         self._settings = settings
-        self._blob_service = blob_service
+        self._staging = staging
         self._now = now
         self._lifetime = timedelta(minutes=settings.sas_lifetime_minutes)
         self._lock = threading.Lock()
         self._key: UserDelegationKey | None = None
         self._key_expires: datetime | None = None
 
-    def url_for(self, blob_url: str, container: str, blob_name: str) -> str:
-        """The URL with access; `container` and `blob_name` are the blob's unencoded names (they are signed)."""
-        plain = plain_blob_url(blob_url)
+    def url_for(self, blob_name: str) -> str:
+        """The URL of `blob_name` in the staging container, with access; RefusedMessageError for a name the trigger refuses."""
+        blob = self._staging.blob(blob_name)
+        plain = plain_blob_url(blob.url)
         mode = self._settings.blob_access
         if mode == "managed_identity":
             return f"{plain};managed_identity={self._settings.blob_access_identity}"
@@ -58,9 +61,9 @@ class BlobAccess:
         else:
             signing = {"account_key": self._settings.staging.account_key()}
         sas = generate_blob_sas(
-            account_name=self._blob_service.account_name,
-            container_name=container,
-            blob_name=blob_name,
+            account_name=blob.account_name,
+            container_name=blob.container_name,
+            blob_name=blob.blob_name,
             permission=BlobSasPermissions(read=True),
             start=now - CLOCK_SKEW,
             expiry=expiry,
@@ -75,6 +78,8 @@ class BlobAccess:
             if self._key is None or self._key_expires is None or now + self._lifetime + CLOCK_SKEW >= self._key_expires:
                 expires = now + max(KEY_LIFETIME, 2 * self._lifetime)
                 expires = min(expires, now + timedelta(days=7) - CLOCK_SKEW)
-                self._key = self._blob_service.get_user_delegation_key(key_start_time=now - CLOCK_SKEW, key_expiry_time=expires)
+                self._key = self._staging.blob_service.get_user_delegation_key(
+                    key_start_time=now - CLOCK_SKEW, key_expiry_time=expires
+                )
                 self._key_expires = expires
             return self._key, self._key_expires

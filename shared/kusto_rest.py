@@ -57,8 +57,9 @@ from shared.kusto_errors import (
 from shared.names import InvalidNameError, check_entity_name, quote_path_segment
 from shared.notifications import utc_now_iso
 from shared.redaction import plain_blob_url, redact
-from shared.settings import Settings, is_loopback_url
+from shared.settings import Settings
 from shared.transport import EnvironmentOnceTransport
+from shared.url_checks import is_loopback_url
 
 logger = logging.getLogger(__name__)
 

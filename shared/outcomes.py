@@ -64,7 +64,8 @@ def send_failure(services: Services, notification: dict[str, Any]) -> None:
 
 
 def _staged_blob(services: Services, blob: Mapping[str, Any]) -> BlobClient:
-    return services.blob_service.get_blob_client(blob["container"], blob["blobName"])
+    """The blob in the staging container, whatever container a record names: deletes and moves act only there."""
+    return services.staging.blob(blob["blobName"])
 
 
 def _etag(blob: Mapping[str, Any]) -> str | None:

@@ -32,7 +32,7 @@ from shared.notifications import EXHAUSTED, failure_notification, pending_blob_f
 from shared.outcomes import send_failure
 from shared.redaction import plain_blob_url, redact
 from shared.sibling_queues import sibling_queue
-from shared.storage import decode_message
+from shared.storage import readable_text
 from shared.webhook import AlertContent, WebhookError, configured_sink
 
 if TYPE_CHECKING:
@@ -101,11 +101,11 @@ def _drain(queue: QueueClient) -> Iterator[QueueMessage]:
 
 
 def _text(message: QueueMessage) -> str:
-    """The message as text: base64 as the host and the app write it, else the raw content as it is."""
-    try:
-        return decode_message(message.content)
-    except ValueError:
-        return str(message.content)
+    """The message as text: decoded when base64, as the host and the app write it, else the raw content as it is.
+
+    Decoded before anything is redacted or alerted: a SAS inside base64 text is invisible to redaction.
+    """
+    return readable_text(message.content)
 
 
 def _json(text: str) -> Any:

@@ -29,8 +29,9 @@ from azure.storage.queue import QueueClient, QueueMessage
 from shared import schemas
 from shared.dm_resources import DmResourceCache
 from shared.notifications import UNKNOWN, failure_notification
-from shared.recorder import PENDING, record_blob, source_id
+from shared.recorder import PENDING, record_blob
 from shared.redaction import plain_blob_url, redact
+from shared.staging_area import RefusedMessageError, source_id
 from shared.storage import decode_message
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def relay_failures(services: Services, resources: DmResourceCache, *, max_messag
     """Forward Kusto's failure notifications about our blobs to the failures queue; see the module docstring."""
     report = RelayReport()
     queue = failure_queue_reader(resources.resources().failure_queue)
-    prefix = f"{services.settings.staging.blob_endpoint()}/{services.settings.staging_container}/"
+    prefix = services.staging.url_prefix
     foreign: list[QueueMessage] = []
     try:
         while report.received < max_messages:
@@ -135,7 +136,11 @@ def _resubmitted(services: Services, resources: DmResourceCache, notification: M
     if resources.record_token_rejection(sid) > TOKEN_RETRIES:
         logger.error("Kusto refused the identity token for source %s %d times; alerting", sid, TOKEN_RETRIES + 1)
         return False
-    blob = services.blob_service.get_blob_client(services.settings.staging_container, blob_name)
+    try:
+        blob = services.staging.blob(blob_name)
+    except RefusedMessageError as error:
+        logger.error("Kusto's failure notification for source %s names a blob the app never records (%s): alerting", sid, error)
+        return False
     try:
         etag = blob.get_blob_properties().etag
     except ResourceNotFoundError:

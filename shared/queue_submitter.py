@@ -39,7 +39,7 @@ from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKu
 from shared.kusto_rest import BlobSource, TryObserver
 from shared.notifications import utc_now_iso
 from shared.redaction import REDACTED, plain_blob_url, redact
-from shared.settings import Settings, SettingsError
+from shared.settings import Settings, check_queue_report_settings
 from shared.transport import storage_transport
 
 logger = logging.getLogger(__name__)
@@ -71,17 +71,11 @@ class _StaleQueueError(Exception):
 
 
 def check_report_settings(settings: Settings) -> None:
-    """Refuse the report settings under which Kusto's failures could never become alerts."""
-    if settings.report_level == "None":
-        raise SettingsError(
-            "REPORT_LEVEL: 'None' makes Kusto report no failed ingestions, so queue mode could not alert on them; "
-            "use FailuresOnly or FailuresAndSuccesses"
-        )
-    if settings.report_method == "Table":
-        raise SettingsError(
-            "REPORT_METHOD: 'Table' keeps Kusto's failure reports out of its failure queue, which queue mode relays "
-            "as alerts; use Queue (or QueueAndTable)"
-        )
+    """Refuse the report settings under which Kusto's failures could never become alerts.
+
+    `load_settings` already refuses them in queue mode; this guards settings built any other way.
+    """
+    check_queue_report_settings(settings.report_level, settings.report_method)
 
 
 def build_ingestion_message(

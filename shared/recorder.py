@@ -11,7 +11,6 @@ so the host retries them and, if they last, poisons the blob.
 from __future__ import annotations
 
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from shared.formats import reports_raw_size
 from shared.notifications import failure_notification, utc_now_iso
 from shared.redaction import plain_blob_url
 from shared.routing import COMPRESSION_MISMATCH, EMPTY_BLOB, Route, RoutingError, check_blob_name, router_for
+from shared.staging_area import source_id
 from shared.storage import QUEUE_TEXT_LIMIT
 
 if TYPE_CHECKING:
@@ -50,26 +50,31 @@ class RecordResult:
         return self.message.get("ErrorCode")
 
 
-def source_id(blob_url: str, etag: str) -> str:
-    """Deterministic id of one blob version: the same blob and ETag always give the same id."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{plain_blob_url(blob_url)}#{etag}"))
-
-
 def _blob_path(blob: BlobClient) -> str:
     return f"{blob.container_name}/{blob.blob_name}"
 
 
-def _reject(services: Services, blob: BlobClient, url: str, sid: str, error: RoutingError) -> RecordResult:
-    notification = failure_notification(
+URL_MAX_LENGTH = 4096
+"""The longest blob URL a pending message or a failure notification holds (their schemas' maxLength)."""
+
+
+def rejection_notification(blob: BlobClient, url: str, sid: str, error: RoutingError) -> dict[str, Any]:
+    """The failure notification for a blob routing refused; the URL is left out when it is too long to hold."""
+    return failure_notification(
         error_code=error.code,
         details=f"blob {_blob_path(blob)!r} was not recorded: {error.reason}",
         origin=ORIGIN,
         database=error.database,
         table=error.table,
-        blob_url=url,
+        # A name of 1024 non-ASCII characters makes a URL over 9000 characters: BlobName still names the blob.
+        blob_url=url if len(url) <= URL_MAX_LENGTH else "",
         blob_name=blob.blob_name[:1024],
         source_id=sid,
     )
+
+
+def _reject(services: Services, blob: BlobClient, url: str, sid: str, error: RoutingError) -> RecordResult:
+    notification = rejection_notification(blob, url, sid, error)
     services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
     logger.warning(
         "blob rejected %r: %s %s",

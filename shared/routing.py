@@ -25,7 +25,13 @@ from typing import Any
 
 from shared import schemas
 from shared.formats import UnknownFormatError, check_format, file_type
-from shared.names import blob_name_problem, entity_name_problem, has_control_characters
+from shared.names import (
+    ENTITY_NAME_MAX_LENGTH,
+    blob_name_problem,
+    entity_name_problem,
+    has_control_characters,
+    has_lone_surrogate,
+)
 from shared.settings import Settings, SettingsError
 
 NO_ROUTE = "Routing_NoRoute"
@@ -42,13 +48,15 @@ METADATA_MAX_BYTES = 8 * 1024
 
 TAG_MAX_LENGTH = 1024
 TAGS_MAX_COUNT = 100
+RAW_SIZE_MAX = 2**63 - 1
+"""Kusto reads the raw size as a 64-bit integer; a larger value fails the whole ingestion request."""
 
 # Captures with a fixed shape: the parts of an extent creation time.
 TIME_CAPTURES = {"yyyy": r"\d{4}", "MM": r"\d{2}", "dd": r"\d{2}", "HH": r"\d{2}", "mm": r"\d{2}", "ss": r"\d{2}"}
 _TIME_DEFAULTS = {"MM": "01", "dd": "01", "HH": "00", "mm": "00", "ss": "00"}
 _PATTERN_TOKEN = re.compile(r"\*\*|\*|\?|\{([^{}]*)\}|[{}]")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_CAPTURE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_CAPTURE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")  # \Z: '$' would let a trailing newline through
 _DIGITS = re.compile(r"^[0-9]{1,19}$")
 
 
@@ -181,6 +189,8 @@ def _compile_rule(index: int, raw: Mapping[str, Any]) -> Rule:
         _check_template(raw["ingestionMappingReference"], captures, f"{where}.ingestionMappingReference")
     for position, tag in enumerate(raw.get("tags", ())):
         _check_template(tag, captures, f"{where}.tags[{position}]")
+    if has_control_characters(raw.get("name", "")):
+        raise RoutingRulesError(f"{where}.name: {raw['name']!r} must be one line without control characters")
     from_path = raw.get("creationTimeFromPath", "yyyy" in captures)
     if from_path and "yyyy" not in captures:
         raise RoutingRulesError(f"{where}.creationTimeFromPath: the path captures no {{yyyy}} to take the time from")
@@ -225,7 +235,7 @@ def target_allowed(database: str, table: str, patterns: Sequence[str]) -> bool:
 
 
 def _metadata_text(key: str, value: str, max_length: int = 1024) -> str:
-    if not value.strip() or len(value) > max_length or has_control_characters(value):
+    if not value.strip() or len(value) > max_length or has_control_characters(value) or has_lone_surrogate(value):
         raise RoutingError(INVALID_METADATA, f"metadata {key}={value[:64]!r} must be 1-{max_length} printable characters")
     return value
 
@@ -239,7 +249,14 @@ def _creation_time(key: str, value: str) -> str:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        # Year 1 east of UTC or year 9999 west of it is a valid local time whose UTC time does not exist.
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise RoutingError(
+            INVALID_METADATA, f"metadata {key}={value[:64]!r} is outside the years 0001-9999 when converted to UTC"
+        ) from None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def _tags(key: str, value: str) -> tuple[str, ...]:
@@ -247,7 +264,8 @@ def _tags(key: str, value: str) -> tuple[str, ...]:
     if value.lstrip().startswith("["):
         try:
             tags = json.loads(value)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
+            # ValueError: malformed JSON or an integer too long to convert; RecursionError: '[[[[...' nested too deep.
             raise RoutingError(INVALID_METADATA, f"metadata {key} starts with '[' but is not a JSON array") from None
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
             raise RoutingError(INVALID_METADATA, f"metadata {key} must be a JSON array of strings")
@@ -260,7 +278,8 @@ def _tags(key: str, value: str) -> tuple[str, ...]:
 
 def parse_metadata(metadata: Mapping[str, str]) -> BlobOverrides:
     """Read the `kusto*` and `rawSizeBytes` metadata of a blob; RoutingError(INVALID_METADATA) names the bad key."""
-    size = sum(len(str(k).encode()) + len(str(v).encode()) for k, v in metadata.items())
+    # "surrogatepass": a lone surrogate is counted here; in a value routing reads it is refused below, key named.
+    size = sum(len(f"{k}{v}".encode("utf-8", "surrogatepass")) for k, v in metadata.items())
     if size > METADATA_MAX_BYTES:
         raise RoutingError(INVALID_METADATA, f"the blob's metadata is {size} bytes; Azure allows at most {METADATA_MAX_BYTES}")
     values = {str(k).lower(): (str(k), str(v)) for k, v in metadata.items()}
@@ -291,8 +310,10 @@ def parse_metadata(metadata: Mapping[str, str]) -> BlobOverrides:
     if item := get("kustoCreationTime", "kustoCreationTimeUtc"):
         found["creation_time"] = _creation_time(*item)
     if item := get("rawSizeBytes", "kustoUncompressedSizeBytes"):
-        if not _DIGITS.match(item[1].strip()):
-            raise RoutingError(INVALID_METADATA, f"metadata {item[0]}={item[1][:64]!r} must be a whole number of bytes")
+        if not _DIGITS.match(item[1].strip()) or int(item[1].strip()) > RAW_SIZE_MAX:
+            raise RoutingError(
+                INVALID_METADATA, f"metadata {item[0]}={item[1][:64]!r} must be a whole number of bytes, at most {RAW_SIZE_MAX}"
+            )
         found["raw_size"] = int(item[1].strip())
     return BlobOverrides(**found)
 
@@ -306,6 +327,18 @@ def check_blob_name(blob_name: str) -> None:
 
 def _render(template: str, captures: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: captures[m.group(1)], template)
+
+
+def _render_text(rule: Rule, field_name: str, template: str, captures: Mapping[str, str], blob_name: str) -> str:
+    """A mapping name or tag of `rule` for this blob; RoutingError when the captures make it longer than Kusto allows."""
+    value = _render(template, captures)
+    if len(value) > TAG_MAX_LENGTH:
+        raise RoutingError(
+            INVALID_NAME,
+            f"rule {rule.index} ({rule.label}) makes {field_name} {value[:64]!r}... {len(value)} characters long from "
+            f"{blob_name!r}, over {TAG_MAX_LENGTH}; shorten the blob name",
+        )
+    return value
 
 
 def _path_time(rule: Rule, captures: Mapping[str, str], blob_name: str) -> str:
@@ -336,11 +369,15 @@ def _from_rules(rules: Sequence[Rule], blob_name: str) -> _Target:
         captures = {k: v for k, v in match.groupdict().items() if v is not None}
         properties: dict[str, Any] = {}
         if rule.mapping is not None:
-            properties["ingestionMappingReference"] = _render(rule.mapping, captures)
+            properties["ingestionMappingReference"] = _render_text(
+                rule, "ingestionMappingReference", rule.mapping, captures, blob_name
+            )
         if rule.ignore_first_record is not None:
             properties["ignoreFirstRecord"] = rule.ignore_first_record
         if rule.tags:
-            properties["tags"] = [_render(tag, captures) for tag in rule.tags]
+            properties["tags"] = [
+                _render_text(rule, f"tags[{position}]", tag, captures, blob_name) for position, tag in enumerate(rule.tags)
+            ]
         if rule.creation_time_from_path:
             properties["creationTime"] = _path_time(rule, captures, blob_name)
         if rule.skip_batching is not None:
@@ -387,7 +424,13 @@ class Router:
         for kind, value in (("database", database), ("table", table)):
             problem = entity_name_problem(value, kind)
             if problem is not None:
-                raise RoutingError(INVALID_NAME, f"{problem} (from {source})", database=database, table=table)
+                # A name a rule put together can be longer than a failure notification's Database or Table field.
+                raise RoutingError(
+                    INVALID_NAME,
+                    f"{problem} (from {source})",
+                    database=database[:ENTITY_NAME_MAX_LENGTH],
+                    table=table[:ENTITY_NAME_MAX_LENGTH],
+                )
         kind_of_file = file_type(blob_name)
         data_format = overrides.data_format or target.data_format or kind_of_file.format
         if data_format is None:

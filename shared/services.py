@@ -26,6 +26,7 @@ from shared.kusto_rest import BlobSource, KustoIngestClient, TryObserver, kusto_
 from shared.queue_submitter import QueueSubmitter
 from shared.routing import router_for
 from shared.settings import Settings, load_settings
+from shared.staging_area import StagingArea
 from shared.submission_ledger import SubmissionLedger
 
 
@@ -62,6 +63,8 @@ class Services:
     tracking_queue: QueueClient
     pending_poison_queue: QueueClient
     blob_service: BlobServiceClient
+    staging: StagingArea
+    """The staging container: every blob the app acts on is reached through it, and every message is checked against it."""
     kusto: KustoIngestClient
     """The REST client: status polling in either mode, submission in REST mode."""
     submitter: Submitter
@@ -98,6 +101,7 @@ def build_services(
     if kusto_token_credential is None:
         kusto_token_credential = kusto_credential(settings)
     blob_service = storage.blob_service_client(connection, storage_credential)
+    staging = StagingArea(blob_service, settings.staging_container, settings.allowed_targets)
     state = blob_service.get_container_client(settings.state_container)
     kusto = KustoIngestClient(settings, credential=kusto_token_credential, transport=kusto_transport)
     dm_resources = None
@@ -112,9 +116,10 @@ def build_services(
         tracking_queue=storage.queue_client(connection, settings.tracking_queue, storage_credential),
         pending_poison_queue=storage.queue_client(connection, settings.pending_poison_queue, storage_credential),
         blob_service=blob_service,
+        staging=staging,
         kusto=kusto,
         submitter=submitter,
-        blob_access=BlobAccess(settings, blob_service),
+        blob_access=BlobAccess(settings, staging),
         ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
         alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
         dm_resources=dm_resources,

@@ -8,15 +8,21 @@ with one readable line instead of failing blob by blob later.
 
 from __future__ import annotations
 
-import ipaddress
+import base64
+import binascii
 import json
 import os
 import re
+import stat
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult
+
+from shared.names import quoted
+from shared.ncrontab import NcrontabError, parse_ncrontab
+from shared.url_checks import URL_TEXT, UrlError, checked_url, is_loopback_url
 
 STAGING_CONNECTION = "StagingStorage"
 """Connection-name prefix of the staging storage account (blobs and the app's queues)."""
@@ -27,13 +33,31 @@ BLOB_ACCESS_MODES = ("managed_identity", "user_delegation_sas", "account_key_sas
 BLOB_TRIGGER_SOURCES = ("EventGrid", "LogsAndContainerScan")
 REPORT_LEVELS = ("FailuresOnly", "None", "FailuresAndSuccesses")
 REPORT_METHODS = ("Queue", "Table", "QueueAndTable")
+QUEUE_MODE_REPORT_LEVELS = ("FailuresOnly", "FailuresAndSuccesses")
+"""What queue mode accepts: with `None` Kusto would report no failure, so none could alert."""
+QUEUE_MODE_REPORT_METHODS = ("Queue", "QueueAndTable")
+"""What queue mode accepts: with `Table` failure reports never reach the queue that queue mode relays as alerts."""
 WEBHOOK_FORMATS = ("json", "teams", "slack")
 SENDING_LEASE_MARGIN_SECONDS = 60
+ROUTING_RULES_MAX_BYTES = 1024 * 1024
+"""Largest rules file read (a path to a device or a huge file must not hang or exhaust the worker at start)."""
+ROUTING_RULES_MAX_DEPTH = 32
+"""Deepest JSON nesting of ROUTING_RULES; real rules nest 3 or 4 levels, hostile ones would overflow the parser."""
 
 # Queue names follow Azure's rules: 3-63 characters, lowercase letters, digits and single hyphens.
-_QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+_QUEUE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
 _CONTAINER_NAME = _QUEUE_NAME
-_TARGET_PATTERN = re.compile(r"^[A-Za-z0-9_.\- *?]+\.[A-Za-z0-9_.\- *?]+$")
+_TARGET_CHARACTERS = re.compile(r"[A-Za-z0-9_.\- *?]+")
+"""A target pattern is 'database.table' in these characters; the dot is looked for separately, since one regex
+with the dot inside both classes backtracks quadratically on a long value without a usable dot."""
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
+_CONNECTION_KEY = re.compile(r"[A-Za-z]+")
+# Numbers are plain ASCII digits ([0-9], never \d, which also matches Arabic-Indic or fullwidth digits).
+_INTEGER = re.compile(r"-?[0-9]+")
+_DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_MAX_DIGITS = 15
+_ASCII_SPACE = " \t\r\n\f\v"
 
 
 class SettingsError(ValueError):
@@ -192,6 +216,24 @@ SETTING_NAMES: dict[str, str] = {
 }
 
 
+def check_queue_report_settings(report_level: str, report_method: str) -> None:
+    """Refuse the report settings under which Kusto's failures could never become alerts in queue mode."""
+    if report_level not in QUEUE_MODE_REPORT_LEVELS:
+        if report_level == "None":
+            raise SettingsError(
+                "REPORT_LEVEL: 'None' makes Kusto report no failed ingestions, so queue mode could not alert on them; "
+                "use FailuresOnly or FailuresAndSuccesses"
+            )
+        raise SettingsError(f"REPORT_LEVEL: {quoted(report_level)} is not one of {', '.join(QUEUE_MODE_REPORT_LEVELS)}")
+    if report_method not in QUEUE_MODE_REPORT_METHODS:
+        if report_method == "Table":
+            raise SettingsError(
+                "REPORT_METHOD: 'Table' keeps Kusto's failure reports out of its failure queue, which queue mode relays "
+                "as alerts; use Queue (or QueueAndTable)"
+            )
+        raise SettingsError(f"REPORT_METHOD: {quoted(report_method)} is not one of {', '.join(QUEUE_MODE_REPORT_METHODS)}")
+
+
 def _connection_string_parts(value: str) -> dict[str, str]:
     parts: dict[str, str] = {}
     for item in value.split(";"):
@@ -201,15 +243,26 @@ def _connection_string_parts(value: str) -> dict[str, str]:
     return parts
 
 
-def is_loopback_url(url: str) -> bool:
-    """True when the URL points at this machine: the only place keyless access is allowed."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
+def _checked_url(name: str, url: str, *, fix: str, subject: str | None = None, secret: bool = False) -> tuple[SplitResult, str]:
+    """`checked_url` for the setting `name`: its error names the setting and ends with `fix`."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return checked_url(url, subject=subject, secret=secret)
+    except UrlError as error:
+        raise SettingsError(f"{name}: {error}; {fix}") from None
+
+
+def _guid(name: str, value: str, what: str) -> str:
+    """A GUID exactly as Entra ID writes it: 8-4-4-4-12 hex digits (no braces, urn: prefix or other layout), not nil."""
+    try:
+        valid = _GUID.fullmatch(value) is not None and uuid.UUID(value).int != 0
     except ValueError:
-        return False
+        valid = False
+    if not valid:
+        raise SettingsError(
+            f"{name}: {quoted(value)} is not {what} (a GUID like 00000000-0000-0000-0000-000000000000 with hex digits, "
+            "not all zero); copy it from the identity's overview page"
+        )
+    return value
 
 
 class _Reader:
@@ -217,32 +270,47 @@ class _Reader:
 
     def __init__(self, values: Mapping[str, str]) -> None:
         self._values = values
+        self.current = "settings"
+        """The setting being read: the last-resort error in `load_settings` names it."""
 
     def raw(self, name: str) -> str | None:
+        """The value without surrounding ASCII spaces, tabs and line breaks; None when that leaves nothing.
+
+        Other characters (no-break spaces, zero-width or control characters) are kept, so the value's own check
+        refuses them instead of their being silently read as something else.
+        """
+        self.current = name
         value = self._values.get(name)
-        if value is None or value.strip() == "":
+        if value is None:
             return None
-        return value.strip()
+        if not isinstance(value, str):
+            raise SettingsError(f"{name}: is a {type(value).__name__}, not text; set it to text")
+        return value.strip(_ASCII_SPACE) or None
 
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
         value = self.text(name, default)
-        for option in allowed:
-            if value.lower() == option.lower():
-                return option
-        raise SettingsError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        if value.isascii():
+            for option in allowed:
+                if value.lower() == option.lower():
+                    return option
+        raise SettingsError(f"{name}: {quoted(value)} is not one of {', '.join(allowed)}")
 
     def number(self, name: str, default: float, low: float, high: float, integer: bool = True) -> Any:
+        """A number in plain ASCII digits: no '_', '+', exponent, inf/nan, other scripts' digits; '-' only if low < 0."""
         raw = self.raw(name)
         if raw is None:
             return default
-        try:
-            value = int(raw) if integer else float(raw)
-        except ValueError:
-            kind = "a whole number" if integer else "a number"
-            raise SettingsError(f"{name}: {raw!r} is not {kind}; set it to {kind} from {low} to {high}") from None
+        kind = "a whole number" if integer else "a number"
+        written = "plain digits 0-9" if integer else "plain digits 0-9 and at most one decimal point"
+        pattern = _INTEGER if integer else _DECIMAL
+        if not pattern.fullmatch(raw) or (raw.startswith("-") and low >= 0):
+            raise SettingsError(f"{name}: {quoted(raw)} is not {kind} in {written}; set it to {kind} from {low} to {high}")
+        if len(raw.lstrip("-").partition(".")[0].lstrip("0")) > _MAX_DIGITS:
+            raise SettingsError(f"{name}: {quoted(raw)} is out of range; set it from {low} to {high}")
+        value = int(raw) if integer else float(raw)
         if not low <= value <= high:
             raise SettingsError(f"{name}: {value} is out of range; set it from {low} to {high}")
         return value
@@ -251,90 +319,230 @@ class _Reader:
         raw = self.raw(name)
         if raw is None:
             return default
-        if raw.lower() in ("true", "1", "yes"):
+        if raw.isascii() and raw.lower() in ("true", "1", "yes"):
             return True
-        if raw.lower() in ("false", "0", "no"):
+        if raw.isascii() and raw.lower() in ("false", "0", "no"):
             return False
-        raise SettingsError(f"{name}: {raw!r} is not a boolean; set it to true or false")
+        raise SettingsError(f"{name}: {quoted(raw)} is not a boolean; set it to true or false")
 
     def schedule(self, name: str, default: str) -> str:
-        value = self.text(name, default)
-        if len(value.split()) not in (5, 6):
-            raise SettingsError(f"{name}: {value!r} is not an NCRONTAB expression ('*/10 * * * * *' = every 10 s)")
-        return value
+        """An NCRONTAB schedule, checked as the host reads it: unstripped, since it resolves `%NAME%` itself."""
+        if self.raw(name) is None:
+            return default
+        value = self._values[name]
+        try:
+            parse_ncrontab(value)
+        except NcrontabError as error:
+            raise SettingsError(
+                f"{name}: {quoted(value)} is not a valid NCRONTAB schedule (six fields: second minute hour day month "
+                f"day-of-week): {error}; e.g. '*/10 * * * * *' runs every 10 s"
+            ) from None
+        return value.strip(" ")
 
     def container(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if value and not _CONTAINER_NAME.match(value):
-            raise SettingsError(f"{name}: {value!r} is not a valid container name (3-63 lowercase letters, digits, hyphens)")
+        if value and not _CONTAINER_NAME.fullmatch(value):
+            raise SettingsError(
+                f"{name}: {quoted(value)} is not a valid container name (3-63 lowercase letters, digits, single hyphens)"
+            )
         return value
 
     def queue(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if not _QUEUE_NAME.match(value) or len(value) > 63 - len("-poison"):
+        if not _QUEUE_NAME.fullmatch(value) or len(value) > 63 - len("-poison"):
             raise SettingsError(
-                f"{name}: {value!r} is not a valid queue name (3-56 lowercase letters, digits and single hyphens, "
+                f"{name}: {quoted(value)} is not a valid queue name (3-56 lowercase letters, digits and single hyphens, "
                 "so that '<name>-poison' is valid too)"
             )
         return value
 
 
+def _connection_string(value: str) -> StorageConnection:
+    """A connection string the storage SDK reads as `_connection_string_parts` does: its parser takes keys as
+    written (no spaces trimmed) and needs an account or both endpoints. Endpoints are checked like every other URL.
+    Its text is never quoted: it may hold an account key."""
+    name = STAGING_CONNECTION
+    items = [item.partition("=") for item in value.rstrip(";").split(";")]
+    if any(not sep for _, sep, _ in items):
+        raise SettingsError(f"{name}: not a storage connection string (expected 'Key=Value;...' pairs)")
+    for key, _, _ in items:
+        if not _CONNECTION_KEY.fullmatch(key):
+            raise SettingsError(
+                f"{name}: connection string key {quoted(key)} is not a plain name like AccountName; remove spaces around it"
+            )
+    parts = {key.lower(): val for key, _, val in items}
+    connection = StorageConnection(connection_string=value)
+    development = parts.get("usedevelopmentstorage")
+    if development is not None and development != "true":
+        raise SettingsError(f"{name}: UseDevelopmentStorage must be 'true' (Azurite) or left out")
+    if development is None and "accountname" not in parts and not ("blobendpoint" in parts and "queueendpoint" in parts):
+        raise SettingsError(
+            f"{name}: the connection string names no account; add AccountName (or BlobEndpoint and QueueEndpoint)"
+        )
+    if "accountname" in parts and not _STORAGE_ACCOUNT.fullmatch(parts["accountname"]):
+        raise SettingsError(f"{name}: AccountName is not a storage account name (3-24 lowercase letters and digits)")
+    if "accountkey" in parts:
+        try:
+            key = base64.b64decode(parts["accountkey"], validate=True)
+        except (binascii.Error, ValueError):
+            key = b""
+        if not key:
+            raise SettingsError(f"{name}: AccountKey is not a base64 key; copy the key from the account's Access keys page")
+    if parts.get("defaultendpointsprotocol", "https") not in ("https", "http"):
+        raise SettingsError(f"{name}: DefaultEndpointsProtocol must be https or http")
+    fix = "set it like http://127.0.0.1:10000/devstoreaccount1 (Azurite) or leave it out"
+    for key, endpoint in (("BlobEndpoint", connection.blob_endpoint()), ("QueueEndpoint", parts.get("queueendpoint"))):
+        if endpoint is not None:
+            _checked_url(name, endpoint, fix=fix, subject=f"its {key}")
+    return connection
+
+
 def _staging_connection(reader: _Reader) -> StorageConnection:
     connection_string = reader.raw(STAGING_CONNECTION)
-    blob_uri = reader.raw(f"{STAGING_CONNECTION}__blobServiceUri")
-    queue_uri = reader.raw(f"{STAGING_CONNECTION}__queueServiceUri")
+    blob_name, queue_name = f"{STAGING_CONNECTION}__blobServiceUri", f"{STAGING_CONNECTION}__queueServiceUri"
+    blob_uri = reader.raw(blob_name)
+    queue_uri = reader.raw(queue_name)
     if connection_string:
-        if "=" not in connection_string:
-            raise SettingsError(f"{STAGING_CONNECTION}: not a storage connection string (expected 'Key=Value;...' pairs)")
-        return StorageConnection(connection_string=connection_string)
+        return _connection_string(connection_string)
     if not blob_uri or not queue_uri:
         raise SettingsError(
-            f"{STAGING_CONNECTION}: set {STAGING_CONNECTION}__blobServiceUri and {STAGING_CONNECTION}__queueServiceUri "
+            f"{STAGING_CONNECTION}: set {blob_name} and {queue_name} "
             f"(identity-based, in Azure) or {STAGING_CONNECTION} to a connection string (local development)"
         )
-    for name, uri in ((f"{STAGING_CONNECTION}__blobServiceUri", blob_uri), (f"{STAGING_CONNECTION}__queueServiceUri", queue_uri)):
-        parts = urlsplit(uri)
-        if parts.scheme not in ("https", "http") or not parts.hostname or parts.query:
-            raise SettingsError(f"{name}: {uri!r} is not a service URL like https://<account>.blob.core.windows.net")
+    for name, uri, service in ((blob_name, blob_uri, "blob"), (queue_name, queue_uri, "queue")):
+        parts, _ = _checked_url(name, uri, fix=f"set it to a URL like https://<account>.{service}.core.windows.net")
+        if parts.query or parts.fragment:
+            raise SettingsError(f"{name}: {quoted(uri)} is not a service URL like https://<account>.{service}.core.windows.net")
         if parts.scheme == "http" and not is_loopback_url(uri):
             raise SettingsError(f"{name}: plain http is only allowed for a local emulator; use https")
+    credential = reader.raw(f"{STAGING_CONNECTION}__credential")
+    if credential is not None and credential.lower() != "managedidentity":
+        raise SettingsError(
+            f"{STAGING_CONNECTION}__credential: {quoted(credential)} is not 'managedidentity'; set it to managedidentity "
+            "or leave it out (DefaultAzureCredential)"
+        )
+    client_id = reader.raw(f"{STAGING_CONNECTION}__clientId")
+    if client_id is not None:
+        _guid(f"{STAGING_CONNECTION}__clientId", client_id, "a client id")
     return StorageConnection(
         blob_service_uri=blob_uri,
         queue_service_uri=queue_uri,
-        credential=reader.raw(f"{STAGING_CONNECTION}__credential"),
-        client_id=reader.raw(f"{STAGING_CONNECTION}__clientId"),
+        credential=credential and "managedidentity",
+        client_id=client_id,
     )
 
 
 def _kusto_uri(reader: _Reader) -> str:
+    example = "https://ingest-<cluster>.<region>.kusto.windows.net"
     uri = reader.raw("KUSTO_INGEST_URI")
     if uri is None:
-        raise SettingsError("KUSTO_INGEST_URI: missing; set it to https://ingest-<cluster>.<region>.kusto.windows.net")
-    parts = urlsplit(uri)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.query or parts.fragment:
-        raise SettingsError(f"KUSTO_INGEST_URI: {uri!r} is not a URL like https://ingest-<cluster>.<region>.kusto.windows.net")
+        raise SettingsError(f"KUSTO_INGEST_URI: missing; set it to {example}")
+    parts, _ = _checked_url("KUSTO_INGEST_URI", uri, fix=f"set it to a URL like {example}")
+    if parts.query or parts.fragment:
+        raise SettingsError(f"KUSTO_INGEST_URI: {quoted(uri)} is not a URL like {example}")
     if parts.scheme == "http" and not is_loopback_url(uri):
         raise SettingsError("KUSTO_INGEST_URI: plain http is only allowed for the local emulator; use https")
     return uri.rstrip("/")
+
+
+def _token_scope(reader: _Reader, ingest_uri: str) -> str:
+    scope = reader.text("KUSTO_TOKEN_SCOPE", f"{ingest_uri}/.default")
+    if not URL_TEXT.fullmatch(scope):
+        raise SettingsError(
+            f"KUSTO_TOKEN_SCOPE: {quoted(scope)} is not one scope (printable ASCII without spaces); set it like "
+            "https://kusto.kusto.windows.net/.default or leave it empty"
+        )
+    return scope
+
+
+class _DuplicateKeyError(ValueError):
+    pass
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateKeyError(key)
+        result[key] = value
+    return result
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of arrays and objects in JSON text, counted without recursion (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _read_rules_file(raw: str) -> str:
+    """The text of a rules file: a regular file of at most ROUTING_RULES_MAX_BYTES, UTF-8 (a BOM is allowed)."""
+    try:
+        # Non-blocking open: a FIFO must not hang the start-up before fstat can refuse it.
+        descriptor = os.open(raw, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(descriptor, "rb") as file:
+            regular = stat.S_ISREG(os.fstat(file.fileno()).st_mode)
+            data = file.read(ROUTING_RULES_MAX_BYTES + 1) if regular else b""
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise SettingsError(f"ROUTING_RULES: cannot read rules file {quoted(raw)}: {reason}") from None
+    except ValueError:  # a NUL or an unencodable character in the path
+        raise SettingsError(f"ROUTING_RULES: {quoted(raw)} is neither inline JSON nor a usable file path") from None
+    if not regular:
+        raise SettingsError(f"ROUTING_RULES: {quoted(raw)} is not a regular file; point it at a JSON rules file")
+    if len(data) > ROUTING_RULES_MAX_BYTES:
+        raise SettingsError(f"ROUTING_RULES: rules file {quoted(raw)} is larger than {ROUTING_RULES_MAX_BYTES} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SettingsError(f"ROUTING_RULES: rules file {quoted(raw)} is not UTF-8 text; save it as UTF-8") from None
 
 
 def _routing_rules(reader: _Reader) -> tuple[Mapping[str, Any], ...]:
     raw = reader.raw("ROUTING_RULES")
     if raw is None:
         return ()
-    if raw.lstrip().startswith(("[", "{")):
+    if raw.startswith(("[", "{")):
         text, origin = raw, "inline JSON"
     else:
-        path = Path(raw)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise SettingsError(f"ROUTING_RULES: cannot read rules file {raw!r}: {error.strerror}") from None
-        origin = f"file {raw!r}"
+        text, origin = _read_rules_file(raw), f"file {quoted(raw)}"
+    if _json_depth(text) > ROUTING_RULES_MAX_DEPTH:
+        raise SettingsError(
+            f"ROUTING_RULES: {origin} nests arrays and objects more than {ROUTING_RULES_MAX_DEPTH} deep; "
+            "write rules as a flat array of objects"
+        )
     try:
-        rules = json.loads(text)
+        rules = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_refuse_constant)
     except json.JSONDecodeError as error:
         raise SettingsError(f"ROUTING_RULES: {origin} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    except _DuplicateKeyError as error:
+        raise SettingsError(f"ROUTING_RULES: {origin} repeats the key {quoted(str(error))} in one object; keep one") from None
+    except RecursionError:  # not reached after the depth check, kept so that no traceback can name no setting
+        raise SettingsError(f"ROUTING_RULES: {origin} nests too deeply; write rules as a flat array of objects") from None
+    except ValueError:
+        # NaN/Infinity, or a number too long for Python to convert (more than 4300 digits).
+        raise SettingsError(
+            f"ROUTING_RULES: {origin} holds a number that is not plain JSON (NaN, Infinity or over 4300 digits)"
+        ) from None
     if isinstance(rules, dict) and "rules" in rules:
         rules = rules["rules"]
     if not isinstance(rules, list):
@@ -344,13 +552,13 @@ def _routing_rules(reader: _Reader) -> tuple[Mapping[str, Any], ...]:
 
 def _allowed_targets(reader: _Reader) -> tuple[str, ...]:
     raw = reader.text("ALLOWED_TARGETS", "*")
-    if raw.strip() == "*":
+    if raw == "*":
         return ("*",)
-    targets = tuple(item.strip() for item in raw.split(",") if item.strip())
+    targets = tuple(item.strip(_ASCII_SPACE) for item in raw.split(",") if item.strip(_ASCII_SPACE))
     for target in targets:
-        if not _TARGET_PATTERN.match(target):
+        if not _TARGET_CHARACTERS.fullmatch(target) or "." not in target[1:-1]:
             raise SettingsError(
-                f"ALLOWED_TARGETS: {target!r} is not a 'database.table' pattern (use * and ? as wildcards, "
+                f"ALLOWED_TARGETS: {quoted(target)} is not a 'database.table' pattern (use * and ? as wildcards, "
                 "for example 'Telemetry.*')"
             )
     if not targets:
@@ -358,20 +566,42 @@ def _allowed_targets(reader: _Reader) -> tuple[str, ...]:
     return targets
 
 
-def _webhook_url(reader: _Reader) -> str:
-    url = reader.raw("ALERT_WEBHOOK_URL")
+def _webhook_url(reader: _Reader, local: bool) -> str:
+    """The alert webhook. `local`: the staging storage is on this machine (Azurite), the app's test for "not in Azure".
+
+    In Azure the webhook must be https and must not point at this machine; locally, plain http is allowed to a
+    receiver on loopback. Metadata, link-local and other addresses no receiver has are refused everywhere.
+    """
+    name = "ALERT_WEBHOOK_URL"
+    url = reader.raw(name)
     if url is None:
         return ""
-    parts = urlsplit(url)
     # The URL itself may be the secret (Slack, Teams workflows), so the errors below never quote it.
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SettingsError("ALERT_WEBHOOK_URL: not an http(s) URL; set it to the webhook address your chat tool gave you")
-    if parts.scheme == "http" and not is_loopback_url(url):
-        raise SettingsError("ALERT_WEBHOOK_URL: plain http is only allowed for a local receiver; use https")
+    parts, host = _checked_url(name, url, fix="set it to the https address your chat tool gave you", secret=True)
+    loopback = is_loopback_url(url) or host.endswith(".localhost")
+    if parts.scheme == "http" and not local:
+        raise SettingsError(f"{name}: plain http is refused in Azure ({STAGING_CONNECTION} is not local storage); use https")
+    if parts.scheme == "http" and not loopback:
+        raise SettingsError(f"{name}: plain http is only allowed for a local receiver on this machine; use https")
+    if loopback and not local:
+        raise SettingsError(
+            f"{name}: {host} is this machine, allowed only in local development ({STAGING_CONNECTION} on Azurite); "
+            "use the receiver's https address"
+        )
     return url
 
 
-def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]:
+def _webhook_secret(reader: _Reader) -> str:
+    secret = reader.raw("ALERT_WEBHOOK_SECRET") or ""
+    try:
+        secret.encode("utf-8")
+    except UnicodeEncodeError:
+        # Never quoted: it is a key.
+        raise SettingsError("ALERT_WEBHOOK_SECRET: holds characters that are not valid Unicode text; set a new key") from None
+    return secret
+
+
+def _outcome_settings(reader: _Reader, staging_container: str, local: bool) -> dict[str, Any]:
     """Settings of the outcome tracker, blob outcomes and alert sinks (validated together: some depend on others)."""
     initial = reader.number("TRACKING_POLL_INITIAL_SECONDS", 10, 1, 3600)
     longest = reader.number("TRACKING_POLL_MAX_SECONDS", 300, 1, 24 * 3600)
@@ -394,9 +624,9 @@ def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]
         "resubmit_max_attempts": reader.number("RESUBMIT_MAX_ATTEMPTS", 3, 0, 100),
         "quarantine_container": quarantine,
         "delete_on_success": reader.flag("DELETE_ON_SUCCESS", False),
-        "alert_webhook_url": _webhook_url(reader),
+        "alert_webhook_url": _webhook_url(reader, local),
         "alert_webhook_format": reader.choice("ALERT_WEBHOOK_FORMAT", "json", WEBHOOK_FORMATS),
-        "alert_webhook_secret": reader.raw("ALERT_WEBHOOK_SECRET") or "",
+        "alert_webhook_secret": _webhook_secret(reader),
         "alert_digest_window_seconds": reader.number("ALERT_DIGEST_WINDOW_SECONDS", 900, 0, 7 * 24 * 3600),
         "state_container": state,
         "duplicate_window_seconds": reader.number("DUPLICATE_WINDOW_SECONDS", 3600, 300, 7 * 24 * 3600),
@@ -405,14 +635,33 @@ def _outcome_settings(reader: _Reader, staging_container: str) -> dict[str, Any]
 
 
 def load_settings(values: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting from `values` (default: the process environment)."""
+    """Read and validate every setting from `values` (default: the process environment).
+
+    Every invalid value raises SettingsError, one line naming the setting: the checks below name it themselves,
+    and any other error a hostile value might still raise while being parsed is turned into one naming the
+    setting being read.
+    """
     reader = _Reader(os.environ if values is None else values)
+    try:
+        return _load(reader)
+    except SettingsError:
+        raise
+    except (ArithmeticError, LookupError, OSError, RecursionError, TypeError, ValueError) as error:
+        # Never chained or quoted: the value may be a secret.
+        raise SettingsError(
+            f"{reader.current}: its value could not be read ({type(error).__name__}); check it against the README settings table"
+        ) from None
+
+
+def _load(reader: _Reader) -> Settings:
     staging = _staging_connection(reader)
+    local = is_loopback_url(staging.blob_endpoint())
     ingest_uri = _kusto_uri(reader)
     container = reader.text("STAGING_CONTAINER", "staging")
-    if not _CONTAINER_NAME.match(container):
+    if not _CONTAINER_NAME.fullmatch(container):
         raise SettingsError(
-            f"STAGING_CONTAINER: {container!r} is not a valid container name (3-63 lowercase letters, digits, hyphens)"
+            f"STAGING_CONTAINER: {quoted(container)} is not a valid container name (3-63 lowercase letters, digits, "
+            "single hyphens)"
         )
     credential = reader.choice("KUSTO_CREDENTIAL", "managedidentity", KUSTO_CREDENTIALS)
     if credential == "none" and not is_loopback_url(ingest_uri):
@@ -423,16 +672,16 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(
                 "BLOB_ACCESS: 'account_key_sas' needs StagingStorage to be a connection string with an AccountKey"
             )
-        if not is_loopback_url(staging.blob_endpoint()):
+        if not local:
             raise SettingsError(
                 "BLOB_ACCESS: 'account_key_sas' is for local storage only; use managed_identity or user_delegation_sas in Azure"
             )
     identity = reader.text("BLOB_ACCESS_IDENTITY", "system")
-    if identity != "system" and not re.fullmatch(r"[0-9a-fA-F-]{36}", identity):
-        raise SettingsError(f"BLOB_ACCESS_IDENTITY: {identity!r} is neither 'system' nor an object id (a GUID)")
+    if identity != "system":
+        _guid("BLOB_ACCESS_IDENTITY", identity, "'system' nor an object id")
     client_id = reader.raw("MANAGED_IDENTITY_CLIENT_ID")
-    if client_id is not None and not re.fullmatch(r"[0-9a-fA-F-]{36}", client_id):
-        raise SettingsError(f"MANAGED_IDENTITY_CLIENT_ID: {client_id!r} is not a client id (a GUID)")
+    if client_id is not None:
+        _guid("MANAGED_IDENTITY_CLIENT_ID", client_id, "a client id")
     queues = {
         "pending_queue": reader.queue("PENDING_QUEUE", "ingest-pending"),
         "failures_queue": reader.queue("FAILURES_QUEUE", "ingest-failures"),
@@ -440,22 +689,24 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
     }
     if len(set(queues.values())) != len(queues):
         raise SettingsError("PENDING_QUEUE, FAILURES_QUEUE and TRACKING_QUEUE must be three different queues")
-    schedule = reader.text("SUBMIT_SCHEDULE", "*/10 * * * * *")
-    if len(schedule.split()) not in (5, 6):
-        raise SettingsError(f"SUBMIT_SCHEDULE: {schedule!r} is not an NCRONTAB expression ('*/10 * * * * *' = every 10 s)")
+    submission_mode = reader.choice("SUBMISSION_MODE", "rest", SUBMISSION_MODES)
+    report_level = reader.choice("REPORT_LEVEL", "FailuresOnly", REPORT_LEVELS)
+    report_method = reader.choice("REPORT_METHOD", "Queue", REPORT_METHODS)
+    if submission_mode == "queue":
+        check_queue_report_settings(report_level, report_method)
     settings = Settings(
         staging=staging,
         kusto_ingest_uri=ingest_uri,
         staging_container=container,
         blob_trigger_source=reader.choice("BLOB_TRIGGER_SOURCE", "EventGrid", BLOB_TRIGGER_SOURCES),
-        submit_schedule=schedule,
+        submit_schedule=reader.schedule("SUBMIT_SCHEDULE", "*/10 * * * * *"),
         drain_time_budget_seconds=reader.number("DRAIN_TIME_BUDGET_SECONDS", 60.0, 1, 3600, integer=False),
         submit_concurrency=reader.number("SUBMIT_CONCURRENCY", 8, 1, 64),
         max_blobs_per_batch=reader.number("MAX_BLOBS_PER_BATCH", 20, 1, 1000),
         pending_visibility_timeout_seconds=reader.number("PENDING_VISIBILITY_TIMEOUT_SECONDS", 300, 5, 7 * 24 * 3600),
         pending_max_dequeue_count=reader.number("PENDING_MAX_DEQUEUE_COUNT", 5, 1, 100),
         pending_max_age_seconds=reader.number("PENDING_MAX_AGE_SECONDS", 21600, 60, 6 * 24 * 3600),
-        kusto_token_scope=reader.text("KUSTO_TOKEN_SCOPE", f"{ingest_uri}/.default"),
+        kusto_token_scope=_token_scope(reader, ingest_uri),
         kusto_credential=credential,
         managed_identity_client_id=client_id,
         kusto_request_timeout_seconds=reader.number("KUSTO_REQUEST_TIMEOUT_SECONDS", 30.0, 1, 600, integer=False),
@@ -464,11 +715,11 @@ def load_settings(values: Mapping[str, str] | None = None) -> Settings:
         sas_lifetime_minutes=reader.number("SAS_LIFETIME_MINUTES", 360, 5, 7 * 24 * 60),
         routing_rules=_routing_rules(reader),
         allowed_targets=_allowed_targets(reader),
-        submission_mode=reader.choice("SUBMISSION_MODE", "rest", SUBMISSION_MODES),
-        report_level=reader.choice("REPORT_LEVEL", "FailuresOnly", REPORT_LEVELS),
-        report_method=reader.choice("REPORT_METHOD", "Queue", REPORT_METHODS),
+        submission_mode=submission_mode,
+        report_level=report_level,
+        report_method=report_method,
         **queues,
-        **_outcome_settings(reader, container),
+        **_outcome_settings(reader, container, local),
     )
     if settings.duplicate_window_seconds < settings.pending_visibility_timeout_seconds:
         # A pending message held by a run that died comes back after the visibility timeout: the ledger must still know it.

@@ -1,15 +1,18 @@
 """The failure queue trigger's body, and the alert sinks after the log record: the webhook, through the digest.
 
-`alert_once` checks the failure's marker (`shared.alert_markers`: a repeat of a failure already alerted is
-dropped), writes the structured log record (`shared.alerts`) and then calls `deliver(alert, services)`.
-With no webhook configured there is nothing more to do. Otherwise the alert is
-sent at once, unless the digest has already alerted for its (database, table, error code) within the
-window, in which case it is counted and `flush_digests` (housekeeping timer) sends one digest for the
-window once it has closed.
+`alert_once` first claims the failure's marker (`shared.alert_markers`), atomically, so that of several
+identical notifications handled at once only one alerts: a repeat of a failure already alerted is dropped,
+one that another worker is alerting right now is held back (a copy goes back on the failures queue,
+invisible until that worker's claim lease ends, and is judged again then). The claim's winner writes the
+structured log record (`shared.alerts`), calls `deliver(alert, services)` and marks the alert delivered.
+With no webhook configured there is nothing more to do. Otherwise the alert is sent at once, unless the
+digest has already alerted for its (database, table, error code) within the window, in which case it is
+counted and `flush_digests` (housekeeping timer) sends one digest for the window once it has closed.
 
-`deliver` raises when the webhook refuses the alert; the queue trigger then retries the failure message,
-and after `maxDequeueCount` attempts it lands in the failures poison queue, which `shared.poison` turns into
-an ERROR log record and keeps for an operator. The alert is never dropped on the way.
+`deliver` raises when the webhook refuses the alert; `alert_once` marks the alert logged and lets the error
+through, so the queue trigger retries the failure message, which then only delivers, and after
+`maxDequeueCount` attempts it lands in the failures poison queue, which `shared.poison` turns into an ERROR
+log record and keeps for an operator. The alert is never dropped on the way.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from shared.alert_markers import DELIVERED, LOGGED, marker_key
+from shared.alert_markers import CLAIMED, DELIVERED, HELD, LOGGED, WON, Claim, marker_key
 from shared.alerts import build_alert, log_alert
 from shared.digest import DigestBook
 from shared.webhook import AlertContent, WebhookError, configured_sink
@@ -35,43 +39,85 @@ logger = logging.getLogger(__name__)
 
 
 def alert_once(body: str, services: Services, *, message_id: str, dequeue_count: int) -> Alert | None:
-    """Alert on one failure notification unless this very failure was alerted already; None when it was.
+    """Alert on one failure notification unless this very failure was alerted already; None when it was not alerted.
 
+    None also when another worker is alerting the same failure right now: the notification is then held
+    back (a copy, invisible until that worker's claim lease ends, goes back on the failures queue).
     Raises WebhookError (the queue trigger retries the message) when the webhook refuses the alert; the
-    retry then delivers without logging the record a second time.
+    retry then delivers without logging the record a second time. Raises AzureError when a held-back copy
+    cannot be queued (the message is retried: it is not dropped).
     """
     settings = services.settings
     alert = build_alert(body, queue_name=settings.failures_queue, message_id=message_id, dequeue_count=dequeue_count)
     key = marker_key(alert.notification) if alert.notification is not None else None
-    state = _marker_state(services, key) if key else None
-    if state == DELIVERED:
+    claim = _claim(services, key) if key else None
+    outcome = WON if claim is None else claim.outcome
+    if outcome == DELIVERED:
         logger.info(
             "failure notification %s repeats an alert already raised (%s for blob %s, source id %s): dropped",
             message_id,
             alert.error_code,
-            alert.dimensions["blobName"] or alert.dimensions["blobPath"],
+            _blob(alert),
             alert.dimensions["sourceId"],
         )
         return None
-    if state != LOGGED:
+    if claim is not None and outcome == HELD:
+        _hold_back(body, services, alert, message_id, claim.wait)
+        return None
+    if claim is not None and claim.taken_over == CLAIMED:
+        logger.warning(
+            "alert marker %s was claimed %d s ago by a worker that did not finish: taken over, "
+            "alerting, though it may repeat an earlier alert",
+            key,
+            claim.age,
+        )
+    if outcome == WON:
         log_alert(alert)
-        if key and configured_sink(settings) is not None:
+    try:
+        deliver(alert, services)
+    except Exception:
+        if key and outcome == WON:
+            # The record is written: the queue trigger's retry of this message only delivers.
             _mark(services, key, LOGGED)
-    deliver(alert, services)
+        raise
     if key:
         _mark(services, key, DELIVERED)
     return alert
 
 
-def _marker_state(services: Services, key: str) -> str | None:
-    """The marker's state; None when storage cannot tell, since an alert twice beats no alert."""
+def _blob(alert: Alert) -> str:
+    return alert.dimensions["blobName"] or alert.dimensions["blobPath"]
+
+
+def _claim(services: Services, key: str) -> Claim | None:
+    """The marker's claim; None when storage cannot tell, since an alert twice beats no alert."""
     try:
-        return services.alert_markers.state(key)
+        return services.alert_markers.claim(key)
     except AzureError as error:
         logger.warning(
-            "alert marker %s not readable (%s): alerting, though it may repeat an earlier alert", key, type(error).__name__
+            "alert marker %s not readable or not claimed (%s): alerting, though it may repeat an earlier alert",
+            key,
+            type(error).__name__,
         )
         return None
+
+
+def _hold_back(body: str, services: Services, alert: Alert, message_id: str, wait: float) -> None:
+    """Another worker claimed this failure and may be alerting now: look again once its claim lease has passed.
+
+    The copy is the same notification text, a new message (its dequeue count starts again).
+    """
+    seconds = max(1, math.ceil(wait))
+    services.failures_queue.send_message(body, visibility_timeout=seconds)
+    logger.info(
+        "failure notification %s repeats an alert another worker is raising now (%s for blob %s, source id %s): "
+        "held back for %d s",
+        message_id,
+        alert.error_code,
+        _blob(alert),
+        alert.dimensions["sourceId"],
+        seconds,
+    )
 
 
 def _mark(services: Services, key: str, state: str) -> None:

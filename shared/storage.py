@@ -76,6 +76,38 @@ def decode_message(content: str) -> str:
         raise ValueError(f"the message is not base64-encoded UTF-8 text ({error})") from None
 
 
+_NESTED_DECODINGS = 2
+"""Further base64 layers looked through (a message a tool encoded itself before the SDK encoded it again)."""
+
+
+def readable_text(content: object) -> str:
+    """A raw queue message as a person (and `redact`) should read it: the decoded text when it is base64 UTF-8,
+    as the app and the host write messages, else the content as it is (plain text some tool wrote).
+
+    A decoded text that is itself base64 of printable text is decoded again (at most twice more). Every place
+    that puts a message's content into an alert, a notification or a log line goes through this first, then
+    redacts: a SAS inside base64 text is invisible to redaction.
+    """
+    if content is None:
+        return ""
+    if isinstance(content, bytes | bytearray):
+        content = bytes(content).decode("utf-8", errors="replace")
+    text = content if isinstance(content, str) else str(content)
+    try:
+        text = decode_message(text)
+    except ValueError:
+        return text
+    for _ in range(_NESTED_DECODINGS):
+        try:
+            inner = decode_message(text.strip())
+        except ValueError:
+            break
+        if not inner or not all(char.isprintable() or char in "\n\r\t" for char in inner):
+            break
+        text = inner
+    return text
+
+
 def ensure_queue(client: QueueClient) -> None:
     """Create the queue if it does not exist yet (several workers may race: 'already exists' is fine)."""
     try:

@@ -14,13 +14,22 @@ Every message ends in exactly one way, and always "new state first, then delete 
   deleted, and that target gets no more requests this run; a 401 is logged as an error, since only an
   operator can fix it. Fresh copies start again at dequeue count 0: a deferral is an outcome the run
   handled, so throttling never pushes a good blob towards the poison queue;
+* a server error (500, 502, 504) may be one blob's doing, which would hold its whole target until every
+  blob timed out: the copies of a failed request of several blobs say `submitAlone`, so the next run sends
+  each in a request of its own; the good ones land, and a blob sent alone that fails again is deferred
+  without holding back its target (up to ALONE_FAILURES_BEFORE_BLOCK such failures a run), until it lands
+  or times out (`Submission_TimedOut`) on its own;
 * still deferred PENDING_MAX_AGE_SECONDS after it was recorded (Kusto down or refusing the app for hours):
   a `Submission_TimedOut` notification (Exhausted), then the delete, so a long outage is never silent;
 * permanent rejection (400/403/404, `@permanent`): one failure notification per blob, then the delete;
 * read more than PENDING_MAX_DEQUEUE_COUNT times (runs that died before settling it): the raw message goes
   to `<pending>-poison`, then the delete; the poison watcher (`shared.poison`) raises its one alert;
 * malformed (not base64 text, not JSON, not a pending-blob message): a `Pending_Malformed` notification
-  carrying the redacted raw text, then the delete.
+  carrying the redacted raw text, then the delete;
+* refused (a well-formed message naming a blob outside the staging container, another account, a target
+  ALLOWED_TARGETS does not allow, or a source id that is not its blob version's: see `shared.staging_area`):
+  a `Pending_Refused` notification, then the delete; nothing is signed, sent or deleted for it. The URL
+  handed to Kusto is always built from the configured staging container and the blob name.
 
 A crash between the two writes therefore duplicates a message and never loses one. Duplicates are kept from
 Kusto by the submission ledger (`shared.submission_ledger`): a chunk's blob versions are marked "sending"
@@ -58,7 +67,8 @@ from shared.kusto_rest import BlobSource
 from shared.notifications import EXHAUSTED, PERMANENT, UNKNOWN, failure_notification, pending_blob_fields, utc_now_iso
 from shared.redaction import plain_blob_url, redact
 from shared.services import Services
-from shared.storage import QUEUE_TEXT_LIMIT, decode_message
+from shared.staging_area import RefusedMessageError
+from shared.storage import QUEUE_TEXT_LIMIT, decode_message, readable_text
 from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, ledger_key
 
 logger = logging.getLogger(__name__)
@@ -69,10 +79,15 @@ PAGE_SIZE = 32
 """The most messages one receive request returns (the service refuses 33)."""
 ORIGIN = "submission"
 MALFORMED = "Pending_Malformed"
+REFUSED = "Pending_Refused"
 TIMED_OUT = "Submission_TimedOut"
 IN_DOUBT = "Submission_InDoubt"
 DEFER_SECONDS = 30
 """How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
+ALONE_FAILURES_BEFORE_BLOCK = 3
+"""Blobs sent alone that may fail with a server error in one run before their target waits for the next run.
+
+One or two are blobs Kusto cannot take; more at once is the service failing, not the blobs."""
 
 
 @dataclass
@@ -86,6 +101,7 @@ class DrainReport:
     deferred: int = 0
     rejected: int = 0
     malformed: int = 0
+    refused: int = 0
     poisoned: int = 0
     timed_out: int = 0
     in_doubt: int = 0
@@ -109,12 +125,24 @@ class PendingItem:
         return len(self.text.encode("utf-8")) + len(self.pending["blobUrl"]) + len(self.pending["blobName"]) + 128
 
 
+def _content_may_be_the_cause(error: TransientKustoError) -> bool:
+    """A server error (500, 502, 504...) may be caused by one blob of the request; throttling, 503, a lost
+    answer or a refused identity never are."""
+    if type(error) is not TransientKustoError or error.status_code is None:
+        return False
+    return error.status_code >= 500 and error.status_code != 503
+
+
+def _sent_alone(chunk: Chunk[PendingItem]) -> bool:
+    return len(chunk.items) == 1 and bool(chunk.items[0].pending.get("submitAlone"))
+
+
 def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = time.monotonic) -> DrainReport:
     """Drain the pending queue into Kusto within the time budget; see the module docstring for each outcome."""
     report = _Drain(services, clock).run()
     logger.info(
         "drain finished: received %d, submitted %d blobs in %d operations, %d duplicates, %d deferred, %d rejected, "
-        "%d malformed, %d poisoned, %d timed out, %d in doubt%s",
+        "%d malformed, %d refused, %d poisoned, %d timed out, %d in doubt%s",
         report.received,
         report.submitted,
         report.operations,
@@ -122,6 +150,7 @@ def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = tim
         report.deferred,
         report.rejected,
         report.malformed,
+        report.refused,
         report.poisoned,
         report.timed_out,
         report.in_doubt,
@@ -163,6 +192,7 @@ class _Drain:
         self._deadline = clock() + self._settings.drain_time_budget_seconds
         self._lock = threading.Lock()
         self._blocked: dict[tuple[str, str], float | None] = {}
+        self._alone_failures: dict[tuple[str, str], int] = {}
         self.report = DrainReport()
 
     def run(self) -> DrainReport:
@@ -226,6 +256,11 @@ class _Drain:
             except ValueError as error:
                 self._malformed(message, error)
                 return None
+            try:
+                self._services.staging.check_pending(pending)
+            except RefusedMessageError as error:
+                self._refuse(message, error)
+                return None
             ledger = self._services.ledger
             entry = ledger.lookup(ledger_key(pending))
             if entry is not None and entry.state == ACCEPTED:
@@ -245,6 +280,22 @@ class _Drain:
             )
             self._count("deferred", 1)
             return None
+
+    def _refuse(self, message: QueueMessage, error: RefusedMessageError) -> None:
+        """A well-formed message naming a blob outside staging or a target the app may not write: alerted, never acted on."""
+        notification = failure_notification(
+            error_code=REFUSED,
+            details=(
+                f"pending message {message.id} in queue {self._settings.pending_queue} was refused and removed, nothing was "
+                f"submitted: {error}. Only the app writes this queue; whoever wrote this message can write to the storage "
+                "account's queues: check who holds Storage Queue Data Contributor on it."
+            ),
+            origin=ORIGIN,
+        )
+        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        self._delete(message)
+        self._count("refused", 1)
+        logger.error("pending message %s refused: %s", message.id, error)
 
     def _poison(self, message: QueueMessage) -> None:
         try:
@@ -275,7 +326,7 @@ class _Drain:
         logger.info("pending message %s is being sent by another run: held back for %d s", message.id, math.ceil(wait))
 
     def _malformed(self, message: QueueMessage, error: ValueError) -> None:
-        raw = message.content if isinstance(message.content, str) else repr(message.content)
+        raw = readable_text(message.content)  # decoded: a SAS inside base64 text is invisible to redaction
         notification = failure_notification(
             error_code=MALFORMED,
             details=(
@@ -312,9 +363,7 @@ class _Drain:
         try:
             blobs = [
                 BlobSource(
-                    url=self._services.blob_access.url_for(
-                        item.pending["blobUrl"], item.pending["container"], item.pending["blobName"]
-                    ),
+                    url=self._services.blob_access.url_for(item.pending["blobName"]),
                     source_id=item.pending["sourceId"],
                     raw_size=item.pending.get("rawSize"),
                 )
@@ -324,13 +373,25 @@ class _Drain:
                 chunk.database, chunk.table, blobs, chunk.properties, timeout=remaining, observer=marks
             )
         except TransientKustoError as error:
-            with self._lock:
-                self._blocked[chunk.target] = error.retry_after
             if not isinstance(error, UncertainKustoError) and not marks.refused:
                 self.mark(NOT_ACCEPTED, chunk)  # uncertain: "sending" stays, so the blobs come back in doubt
+            suspect = _content_may_be_the_cause(error)
+            if suspect and _sent_alone(chunk) and self._alone_failure(chunk.target) < ALONE_FAILURES_BEFORE_BLOCK:
+                logger.warning(
+                    "blob %s/%s, sent alone, failed again (%s): deferred, while the other blobs of %s.%s go on",
+                    chunk.items[0].pending["container"],
+                    chunk.items[0].pending["blobName"],
+                    error,
+                    chunk.database,
+                    chunk.table,
+                )
+                self._defer(chunk, error.retry_after)
+                return
+            with self._lock:
+                self._blocked[chunk.target] = error.retry_after
             log = logger.error if isinstance(error, KustoAuthError) else logger.warning
             log("submission to %s.%s deferred for this run (%d blobs): %s", chunk.database, chunk.table, len(chunk.items), error)
-            self._defer(chunk, error.retry_after)
+            self._defer(chunk, error.retry_after, alone=suspect and len(chunk.items) > 1)
             return
         except PermanentKustoError as error:
             if not marks.refused:
@@ -444,14 +505,30 @@ class _Drain:
         self._count("duplicates", len(chunk.duplicates))
         logger.error("Kusto rejected %d blobs for %s.%s: %s", len(chunk.items), chunk.database, chunk.table, error)
 
-    def _defer(self, chunk: Chunk[PendingItem], delay: float | None) -> None:
-        """Put the messages back for a later run: fresh copies, visible after `delay` (DEFER_SECONDS when unknown)."""
+    def _defer(self, chunk: Chunk[PendingItem], delay: float | None, *, alone: bool = False) -> None:
+        """Put the messages back for a later run: fresh copies, visible after `delay` (DEFER_SECONDS when unknown).
+
+        With `alone`, each blob's copy says `submitAlone`, so the next run sends it in a request of its own.
+        """
         visibility = DEFER_SECONDS if delay is None else max(1, math.ceil(delay))
-        for item in (*chunk.items, *chunk.duplicates):
+        for item in chunk.items:
+            if self._too_old(item):
+                self._time_out(item)
+                continue
+            text = schemas.dump(schemas.PENDING_BLOB, {**item.pending, "submitAlone": True}) if alone else item.text
+            self._put_back(item.message, text, visibility)
+        for item in chunk.duplicates:
             if self._too_old(item):
                 self._time_out(item)
                 continue
             self._put_back(item.message, item.text, visibility)
+
+    def _alone_failure(self, target: tuple[str, str]) -> int:
+        """Count a failed request of one blob sent alone to `target` this run; returns how many failed before it."""
+        with self._lock:
+            before = self._alone_failures.get(target, 0)
+            self._alone_failures[target] = before + 1
+            return before
 
     def _put_back(self, message: QueueMessage, text: str, visibility: int) -> None:
         """A fresh copy, visible after `visibility` seconds, then the delete: a deferral starts again at dequeue count 0."""

@@ -8,6 +8,9 @@ memory between runs, and a restart loses nothing: a message a crashed run held r
 
 Rules, in the order they apply to one message:
 * a message that is not a valid tracking record alerts as `Tracking_MalformedRecord` and is deleted;
+* a record naming a blob outside the staging container, another account, a target ALLOWED_TARGETS does not
+  allow, or a kept pending message that is not that blob's (`shared.staging_area`) alerts as
+  `Tracking_Refused` and is deleted: nothing is polled, deleted, moved or resubmitted for it;
 * a queue-mode operation (`queue;<uuid>`) has no status to poll: Kusto reports its failures on its failure
   queue, which `shared.queue_relay` forwards, so its record is deleted with a log line;
 * 429 from the status endpoint hides this message, and every one not yet polled in the run, for Retry-After;
@@ -41,7 +44,8 @@ from shared.outcomes import RESUBMITTED, IngestionFailure, send_failure, settle_
 from shared.queue_relay import relay_failures
 from shared.redaction import redact
 from shared.sibling_queues import sibling_queue
-from shared.storage import decode_message
+from shared.staging_area import RefusedMessageError
+from shared.storage import decode_message, readable_text
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -49,6 +53,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MALFORMED_RECORD = "Tracking_MalformedRecord"
+REFUSED_RECORD = "Tracking_Refused"
 TIMED_OUT = "Tracking_TimedOut"
 STATUS_FAILED = "Tracking_StatusFailed"
 NOT_FOUND_GRACE_SECONDS = 600
@@ -70,6 +75,7 @@ class TrackingReport:
     throttled: int = 0
     timed_out: int = 0
     malformed: int = 0
+    refused: int = 0
     relayed: int = 0
     errors: int = 0
     blobs: Counter[str] = field(default_factory=Counter)
@@ -129,13 +135,15 @@ def poll_operations(services: Services) -> TrackingReport:
                 break  # no more records were due: asking again would return an empty page
     if report.received:
         logger.info(
-            "tracker run: %d received, %d finished, %d rescheduled, %d throttled, %d timed out, %d malformed, %d errors; %s",
+            "tracker run: %d received, %d finished, %d rescheduled, %d throttled, %d timed out, %d malformed, %d refused, "
+            "%d errors; %s",
             report.received,
             report.finished,
             report.rescheduled,
             report.throttled,
             report.timed_out,
             report.malformed,
+            report.refused,
             report.errors,
             dict(report.blobs),
         )
@@ -162,6 +170,10 @@ def _track(services: Services, queue: QueueClient, message: QueueMessage, thrott
         record = schemas.parse(schemas.TRACKING_RECORD, decode_message(message.content))
     except ValueError as error:
         return _malformed(services, queue, message, str(error))
+    try:
+        services.staging.check_tracking_record(record)
+    except RefusedMessageError as error:
+        return _refused(services, queue, message, error)
     if _queue_mode(record):
         return _hand_to_relay(queue, message, record)
     if throttle.seconds is not None:
@@ -350,12 +362,27 @@ def _status_failed(
     return _Result("finished", Counter(failed=len(record["blobs"])))
 
 
+def _refused(services: Services, queue: QueueClient, message: QueueMessage, error: RefusedMessageError) -> _Result:
+    """A well-formed record naming a blob outside staging or a target the app may not write: alert, act on nothing."""
+    send_failure(
+        services,
+        failure_notification(
+            error_code=REFUSED_RECORD,
+            details=f"message {message.id} on {services.settings.tracking_queue} was refused and removed, nothing was "
+            f"polled, deleted or moved for it: {error}. Only the app writes this queue; whoever wrote this message can "
+            "write to the storage account's queues: check who holds Storage Queue Data Contributor on it.",
+            origin="tracking",
+            failure_status=UNKNOWN,
+        ),
+    )
+    queue.delete_message(message, pop_receipt=message.pop_receipt)
+    logger.error("tracking message %s refused: %s", message.id, error)
+    return _Result("refused")
+
+
 def _malformed(services: Services, queue: QueueClient, message: QueueMessage, problem: str) -> _Result:
     """A message that is not a tracking record: alert with what can be read of it, then delete it."""
-    try:
-        text = decode_message(message.content)
-    except ValueError:
-        text = message.content
+    text = readable_text(message.content)
     send_failure(
         services,
         failure_notification(
@@ -367,5 +394,5 @@ def _malformed(services: Services, queue: QueueClient, message: QueueMessage, pr
         ),
     )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
-    logger.error("tracking message %s is malformed and was replaced by a failure notification: %s", message.id, problem)
+    logger.error("tracking message %s is malformed and was replaced by a failure notification: %s", message.id, redact(problem))
     return _Result("malformed")

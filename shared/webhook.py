@@ -6,6 +6,10 @@ Retry-After and connection errors; there is no second retry loop here. When the 
 `WebhookError` is raised so that the queue trigger retries the whole failure message later and, if the
 webhook stays down, the message reaches the poison queue, which alerts by itself (`shared.poison`).
 
+Every text taken from the alert is redacted and has its control and bidi characters escaped
+(`shared.redaction.clean`) here too, whoever built the dimensions: a chat message never shows a secret, and
+a crafted blob name cannot add lines to it or reorder its text.
+
 The webhook URL is treated as a secret (a Slack URL or a Teams workflow URL carries its key in the path or
 the query), so errors and logs name only its host. azure-core's `HttpLoggingPolicy` is left out on purpose:
 it would log the URL.
@@ -29,7 +33,7 @@ from azure.core.pipeline.policies import HeadersPolicy, RetryPolicy, UserAgentPo
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 
-from shared.redaction import redact
+from shared.redaction import clean
 from shared.settings import Settings
 from shared.transport import EnvironmentOnceTransport
 
@@ -57,7 +61,8 @@ class AlertContent:
     """What one webhook message says: one alert, or a digest of `count` more alerts like `dimensions`.
 
     `dimensions` are an alert's dimensions (`alert.schema.json`, built by `shared.alerts`): already
-    redacted and cut to size, and present even for a malformed notification.
+    redacted, escaped and cut to size, and present even for a malformed notification. Every text read from
+    them is cleaned again all the same (`_text`).
     """
 
     dimensions: Mapping[str, Any]
@@ -75,8 +80,8 @@ class AlertContent:
         d = self.dimensions
         target = f"{d.get('database') or '?'}.{d.get('table') or '?'}"
         if self.is_digest:
-            return f"{self.count} more ingestion failure(s): {d['errorCode']} on {target}"[:_TITLE_LIMIT]
-        return f"Ingestion failure: {d['errorCode']} on {target}"[:_TITLE_LIMIT]
+            return _text(f"{self.count} more ingestion failure(s): {d['errorCode']} on {target}")[:_TITLE_LIMIT]
+        return _text(f"Ingestion failure: {d['errorCode']} on {target}")[:_TITLE_LIMIT]
 
     def facts(self) -> list[tuple[str, str]]:
         """Label/value pairs shown by every format, in a fixed order; empty values are left out."""
@@ -96,15 +101,20 @@ class AlertContent:
                 ("Operation id", d.get("operationId", "")),
                 ("Failed on", d.get("failedOn", "")),
             ]
-        return [(label, redact(str(value))) for label, value in pairs if value]
+        return [(label, _text(value)) for label, value in pairs if value]
 
     @property
     def details(self) -> str:
-        return redact(str(self.dimensions.get("details", "")))[:_DETAILS_LIMIT]
+        return _text(self.dimensions.get("details", ""))[:_DETAILS_LIMIT]
 
     @property
     def shown_samples(self) -> list[str]:
-        return [redact(sample) for sample in self.samples[:_SAMPLES_SHOWN]]
+        return [_text(sample) for sample in self.samples[:_SAMPLES_SHOWN]]
+
+
+def _text(value: Any) -> str:
+    """A value shown in a webhook message: text, credentials redacted, control and bidi characters escaped."""
+    return clean("" if value is None else str(value))
 
 
 def json_payload(alert: AlertContent) -> dict[str, Any]:
@@ -113,12 +123,12 @@ def json_payload(alert: AlertContent) -> dict[str, Any]:
     return {
         "type": "ingestion-failure-digest" if alert.is_digest else "ingestion-failure",
         "title": alert.title,
-        **{key: redact(d.get(key, "")) for key in _JSON_FIELDS},
+        **{key: _text(d.get(key, "")) for key in _JSON_FIELDS},
         "details": alert.details,
         "count": alert.count,
         "samples": alert.shown_samples,
-        "windowStart": alert.window_start,
-        "windowEnd": alert.window_end,
+        "windowStart": _text(alert.window_start),
+        "windowEnd": _text(alert.window_end),
     }
 
 

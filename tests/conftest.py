@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
+
+# Property-based tests (tests/property): `make test` and CI try the same inputs every run (derandomized: the seed
+# is derived from each test), so a failure reproduces. HYPOTHESIS_PROFILE=explore draws new random inputs on each
+# run, for a hunt by hand (each test keeps its own number of examples).
+settings.register_profile("repeatable", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

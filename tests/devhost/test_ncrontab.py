@@ -40,7 +40,21 @@ def test_times_are_utc_whatever_the_input_zone() -> None:
     assert NcrontabSchedule("0 0 * * * *").next_after(local) == START.replace(hour=1)
 
 
-@pytest.mark.parametrize("expression", ["* * * *", "61 * * * * *", "0 0 0 32 * *", "every minute"])
+def test_a_one_value_range_is_that_value() -> None:
+    # croniter 7 reads `1-1` as `*`; the host's NCrontab reads it as 1. The local host follows the host.
+    assert occurrences("0 0 0 1-1 * *", 2) == [datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)]
+    assert occurrences("0 0 0 * * 0-0", 2) == [datetime(2026, 1, 4, tzinfo=UTC), datetime(2026, 1, 11, tzinfo=UTC)]
+
+
+def test_names_and_a_start_with_a_step() -> None:
+    assert occurrences("0 0 9 * * MON-wed", 3) == [datetime(2026, 1, d, 9, tzinfo=UTC) for d in (5, 6, 7)]
+    assert occurrences("50/5 * * * * *", 3) == [START.replace(second=s) for s in (50, 55)] + [START.replace(minute=1, second=50)]
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["* * * *", "61 * * * * *", "0 0 0 32 * *", "every minute", "0 0 0 * * 7", "0 0 0 L * *", "0 0 0 * * 5#2", "0 0 0 30 2 *"],
+)
 def test_invalid_schedules_are_refused_with_the_expression(expression: str) -> None:
     with pytest.raises(ConfigError, match="timer schedule"):
         NcrontabSchedule(expression)

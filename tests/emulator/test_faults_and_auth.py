@@ -68,6 +68,7 @@ def test_faults_change_at_run_time(start_own_emulator):
         "latencyMs": 1,
         "retryAfterSeconds": 1,
         "failBlobs": [],
+        "errorBlobs": [],
         "holdIngestion": False,
     }
 
@@ -77,6 +78,8 @@ def test_bad_fault_settings_are_refused(kusto):
         {"throttleRate": 2},
         {"latencyMs": -1},
         {"failBlobs": [{"pattern": "*"}]},
+        {"errorBlobs": "*"},
+        {"errorBlobs": [""]},
         {"holdIngestion": 1},
         {"unknown": 1},
         [1],

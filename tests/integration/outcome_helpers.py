@@ -145,9 +145,15 @@ def blob_names(services: Services, container: str) -> list[str]:
 
 
 class Receiver:
-    """A webhook receiver on a free port: answers 500 `failures` times, then 200; keeps what it accepted."""
+    """A webhook receiver on a free port: answers 500 `failures` times, then 200; keeps what it accepted.
 
-    def __init__(self) -> None:
+    `gated` receivers answer only once `gate` is set, so the sender waits inside its delivery meanwhile.
+    """
+
+    def __init__(self, *, gated: bool = False) -> None:
+        self.gate = threading.Event()
+        if not gated:
+            self.gate.set()
         self.failures = 0
         self.accepted: list[tuple[bytes, dict[str, str]]] = []
         self.attempts = 0
@@ -156,6 +162,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.gate.wait(timeout=30)
                 receiver.attempts += 1
                 if receiver.failures > 0:
                     receiver.failures -= 1
@@ -175,6 +182,7 @@ class Receiver:
         self.thread.start()
 
     def stop(self) -> None:
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()

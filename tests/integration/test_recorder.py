@@ -218,6 +218,34 @@ def test_unroutable_blob_is_reported_once_and_not_retried(
     assert reason in failure["Details"]
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "reason"),
+    [
+        # Valid local times whose UTC time is before year 1 or after year 9999: they raised OverflowError (issue #23).
+        ("kustoCreationTime", "0001-01-01T00:00:00+14:00", "outside the years 0001-9999 when converted to UTC"),
+        ("kustoCreationTime", "9999-12-31T23:59:59-14:00", "outside the years 0001-9999 when converted to UTC"),
+        # Found by tests/property: RecursionError, ValueError, UnicodeEncodeError and a pending message over int64.
+        ("kustoExtentTags", "[" * 4000, "is not a JSON array"),
+        ("kustoExtentTags", "[" + "1" * 5000 + "]", "is not a JSON array"),
+        ("kustoExtentTags", '["\\ud800"]', "printable characters"),
+        ("rawSizeBytes", "9223372036854775808", "at most 9223372036854775807"),
+    ],
+)
+def test_metadata_that_crashed_the_trigger_is_reported_once(staging: Staging, key: str, value: str, reason: str) -> None:
+    name = "Telemetry/Events/odd-metadata.csv"
+    result = record_blob(staging.upload(name, b"a,b\n", metadata={key: value}), staging.services)
+    failure = assert_one_failure(staging, result, routing.INVALID_METADATA, name)
+    assert f"metadata {key.lower()}" in failure["Details"].lower()
+    assert reason in failure["Details"]
+
+
+def test_name_too_long_for_a_url_in_a_message_is_reported_once(staging: Staging) -> None:
+    # 500 CJK characters are 4500 percent-encoded: the pending message could not hold the URL (MessageError).
+    name = "Telemetry/Events/" + "日" * 500 + ".csv"
+    failure = assert_one_failure(staging, record_blob(staging.upload(name, b"a\n"), staging.services), routing.INVALID_NAME, name)
+    assert "percent-encoded in its URL" in failure["Details"]
+
+
 def test_name_with_dot_segments_is_refused_before_any_request(staging: Staging) -> None:
     # Azure normalises '..' away, so such a request would read another blob: no request is made at all.
     blob = staging.trigger_client("Telemetry/Events/../Other/x.csv")

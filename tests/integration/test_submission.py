@@ -21,9 +21,9 @@ from shared import schemas
 from shared.kusto_rest import BlobSource, KustoIngestClient
 from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
-from shared.recorder import source_id
 from shared.redaction import plain_blob_url
 from shared.services import Services
+from shared.staging_area import source_id
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
 from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, SubmissionLedger, decode, ledger_key
@@ -208,7 +208,7 @@ def state_ledger(pipeline: Pipeline, clock: Callable[[], float] = time.time) -> 
 
 def send_as_another_run(pipeline: Pipeline, pending: dict[str, Any]) -> None:
     """The request a run that then died had sent: Kusto took it."""
-    url = pipeline.services.blob_access.url_for(pending["blobUrl"], pending["container"], pending["blobName"])
+    url = pipeline.services.blob_access.url_for(pending["blobName"])
     pipeline.services.kusto.submit(DATABASE, pipeline.table, [BlobSource(url, pending["sourceId"])], {"format": "csv"})
 
 
@@ -431,7 +431,7 @@ def test_a_malformed_pending_message_is_reported_with_its_redacted_text_and_remo
 
 def test_the_account_key_sas_handed_to_kusto_reads_the_blob(pipeline: Pipeline) -> None:
     blob = pipeline.stage("readable.csv", b"x,1\n")
-    url = pipeline.services.blob_access.url_for(blob.url, blob.container_name, blob.blob_name)
+    url = pipeline.services.blob_access.url_for(blob.blob_name)
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.read() == b"x,1\n"
     with pytest.raises(urllib.error.HTTPError):

@@ -13,7 +13,7 @@ from azure.storage.queue import QueueClient
 from devhost.processes import Azurite, Emulator
 from shared import schemas
 from shared.notifications import utc_now_iso
-from shared.redaction import REDACTED
+from shared.redaction import REDACTED, plain_blob_url
 from shared.services import Services
 from shared.tracking import poll_operations
 from tests.integration.outcome_helpers import (
@@ -176,8 +176,15 @@ def test_tracking_timeout_names_each_pending_blob(azurite: Azurite, emulator: Em
     record = schemas.parse(schemas.TRACKING_RECORD, drain(services, services.settings.tracking_queue)[0])
     wait_until_finished(services, record)
     # Two blobs Kusto never reports on, in an operation older than the horizon.
+    ghost_blobs = [services.staging.blob(f"OutcomeDb/{table}/ghost-{i}.csv") for i in (1, 2)]
     ghosts = [
-        {**record["blobs"][0], "sourceId": str(uuid.uuid4()), "blobName": f"OutcomeDb/{table}/ghost-{i}.csv"} for i in (1, 2)
+        {
+            "sourceId": str(uuid.uuid4()),
+            "blobUrl": plain_blob_url(blob.url),
+            "container": blob.container_name,
+            "blobName": blob.blob_name,
+        }
+        for blob in ghost_blobs
     ]
     record["blobs"] += ghosts
     record["submittedAt"] = "2020-01-01T00:00:00Z"

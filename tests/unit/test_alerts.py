@@ -12,6 +12,7 @@ from devhost.processes import AZURITE_KEY
 from shared import alerts, schemas
 from shared.alerts import ALERT_KEY, MALFORMED_NOTIFICATION, Alert, raise_alert
 from shared.notifications import failure_notification
+from shared.webhook import PAYLOADS, AlertContent, encode_body
 
 # The log record needs no client, so the unit tests hand over no Services (the trigger passes the real one).
 NO_SERVICES: Any = None
@@ -143,7 +144,34 @@ def test_control_characters_cannot_forge_log_lines(caplog: pytest.LogCaptureFixt
     alert, record = alert_for(caplog, json.dumps(notification(blob_name=forged, details=forged)))
     assert "\n" not in record.getMessage()
     assert "ok\\nKUSTO_INGESTION_FAILURE" in record.getMessage()
-    assert alert.dimensions["blobName"] == forged
+    # The dimensions are escaped too (they reach the local console and every webhook message).
+    assert alert.dimensions["blobName"] == "ok\\nKUSTO_INGESTION_FAILURE errorCode=Fake"
+
+
+def texts_in(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in texts_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in texts_in(item)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_control_and_bidi_characters_are_escaped_in_dimensions_and_every_webhook_format(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = "Telemetry/Events/ok\nKUSTO_INGESTION_FAILURE errorCode=Fake\u202evsc.exe"
+    details = "line one\r\nline two \x1b[2J\u2028 \u200b"
+    alert, record = alert_for(caplog, json.dumps(notification(blob_name=name, details=details)))
+    assert alert.dimensions["blobName"] == "Telemetry/Events/ok\\nKUSTO_INGESTION_FAILURE errorCode=Fake\\u202evsc.exe"
+    assert alert.dimensions["details"] == "line one\\r\\nline two \\x1b[2J\\u2028 \\u200b"
+    assert "\n" not in record.getMessage() and "\u202e" not in record.getMessage()
+    for payload_format, build in PAYLOADS.items():
+        payload = build(AlertContent(alert.dimensions))
+        body = encode_body(payload).decode("utf-8")
+        for text in texts_in(payload):
+            assert "ok\nKUSTO" not in text and "Fake\u202e" not in text, (payload_format, text)
+            assert not any(char in text for char in "\r\x1b\u202e\u2028\u200b"), (payload_format, text)
+        assert "line one\\\\r\\\\nline two" in body, payload_format  # shown escaped (JSON doubles the backslash)
 
 
 @pytest.mark.parametrize(

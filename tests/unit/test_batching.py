@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from shared.batching import TRACKING_RECORD_BYTES, canonical_properties, make_chunks
-from shared.recorder import source_id
+from shared.staging_area import source_id
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from azure.storage.blob import BlobServiceClient
 
 from shared.blob_access import BlobAccess
 from shared.settings import Settings, load_settings
+from shared.staging_area import RefusedMessageError, StagingArea
 from tests.unit.kusto_fakes import ScriptedTransport
 
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -29,6 +30,10 @@ IDENTITY = {
 
 def settings(values: dict[str, str]) -> Settings:
     return load_settings({"KUSTO_INGEST_URI": "https://ingest-c.westeurope.kusto.windows.net", **values})
+
+
+def blob_access(values: Settings, service: BlobServiceClient, **options: Any) -> BlobAccess:
+    return BlobAccess(values, StagingArea(service, values.staging_container, values.allowed_targets), **options)
 
 
 class Clock:
@@ -60,10 +65,10 @@ def query(url: str) -> dict[str, str]:
 
 def test_managed_identity_mode_appends_the_identity_suffix_and_no_secret() -> None:
     service = BlobServiceClient("https://acct.blob.core.windows.net", credential=StorageToken())
-    system = BlobAccess(settings(IDENTITY), service)
-    assert system.url_for(AZURE_URL + "?sig=old", "staging", "Telemetry/Events/a b.csv") == f"{AZURE_URL};managed_identity=system"
-    user_assigned = BlobAccess(settings(IDENTITY | {"BLOB_ACCESS_IDENTITY": OBJECT_ID}), service)
-    assert user_assigned.url_for(AZURE_URL, "staging", "x").endswith(f";managed_identity={OBJECT_ID}")
+    system = blob_access(settings(IDENTITY), service)
+    assert system.url_for("Telemetry/Events/a b.csv") == f"{AZURE_URL};managed_identity=system"
+    user_assigned = blob_access(settings(IDENTITY | {"BLOB_ACCESS_IDENTITY": OBJECT_ID}), service)
+    assert user_assigned.url_for("x").endswith(f";managed_identity={OBJECT_ID}")
 
 
 def test_account_key_mode_gives_a_short_lived_read_only_blob_sas() -> None:
@@ -74,8 +79,8 @@ def test_account_key_mode_gives_a_short_lived_read_only_blob_sas() -> None:
         "SAS_LIFETIME_MINUTES": "30",
         "KUSTO_INGEST_URI": "http://127.0.0.1:2",
     }
-    access = BlobAccess(load_settings(values), BlobServiceClient.from_connection_string(LOCAL), now=clock)
-    url = access.url_for(LOCAL_URL, "staging", "Telemetry/Events/a b.csv")
+    access = blob_access(load_settings(values), BlobServiceClient.from_connection_string(LOCAL), now=clock)
+    url = access.url_for("Telemetry/Events/a b.csv")
     assert url.startswith(LOCAL_URL + "?")
     sas = query(url)
     assert (sas["sp"], sas["sr"]) == ("r", "b")
@@ -88,11 +93,11 @@ def test_user_delegation_mode_fetches_one_key_and_reuses_it_until_it_nears_its_e
     clock = Clock()
     transport = ScriptedTransport(delegation_key, delegation_key)
     service = BlobServiceClient("https://acct.blob.core.windows.net", credential=StorageToken(), transport=transport)
-    access = BlobAccess(
+    access = blob_access(
         settings(IDENTITY | {"BLOB_ACCESS": "user_delegation_sas", "SAS_LIFETIME_MINUTES": "60"}), service, now=clock
     )
-    first = access.url_for(AZURE_URL, "staging", "Telemetry/Events/a b.csv")
-    second = access.url_for(AZURE_URL.replace("a%20b", "c"), "staging", "Telemetry/Events/c.csv")
+    first = access.url_for("Telemetry/Events/a b.csv")
+    second = access.url_for("Telemetry/Events/c.csv")
     assert len(transport.requests) == 1, "one key serves many blobs"
     assert "comp=userdelegationkey" in transport.requests[0].url
     sas = query(first)
@@ -100,7 +105,7 @@ def test_user_delegation_mode_fetches_one_key_and_reuses_it_until_it_nears_its_e
     assert sas["se"] == "2026-11-23T13:00:00Z"
     assert query(second)["skoid"] == "oid-1"
     clock.now += timedelta(hours=23)  # a SAS signed now would outlive the key: a new key is fetched
-    access.url_for(AZURE_URL, "staging", "Telemetry/Events/a b.csv")
+    access.url_for("Telemetry/Events/a b.csv")
     assert len(transport.requests) == 2
 
 
@@ -110,3 +115,12 @@ def test_account_key_mode_is_refused_for_remote_storage() -> None:
         load_settings(
             {"StagingStorage": remote, "BLOB_ACCESS": "account_key_sas", "KUSTO_INGEST_URI": "https://ingest-c.kusto.windows.net"}
         )
+
+
+@pytest.mark.parametrize("name", ["../other/secret.csv", "a/./b.csv", "a//b.csv", "a%2Fb.csv", "a?b.csv", "a\nb.csv"])
+def test_access_is_granted_only_to_a_blob_of_the_staging_container(name: str) -> None:
+    values = {"StagingStorage": LOCAL, "BLOB_ACCESS": "account_key_sas", "KUSTO_INGEST_URI": "http://127.0.0.1:2"}
+    access = blob_access(load_settings(values), BlobServiceClient.from_connection_string(LOCAL))
+    with pytest.raises(RefusedMessageError):
+        access.url_for(name)
+    assert access.url_for("Telemetry/Events/a b.csv").startswith(LOCAL_URL + "?")

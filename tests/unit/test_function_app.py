@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import io
 import json
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -27,8 +30,32 @@ ENVIRONMENT = {
 }
 
 
+@contextlib.contextmanager
+def logging_state_kept() -> Iterator[None]:
+    """Undo, on leaving, what importing function_app.py does to the process's logging: the record factory and
+    the root logger's and its handlers' filters (`install_redaction`). Other tests must see logging as it was,
+    so that their checks of call sites are not answered by the process-wide redaction instead."""
+    root = logging.getLogger()
+    factory = logging.getLogRecordFactory()
+    filters = [(target, list(target.filters)) for target in (root, *root.handlers)]
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(factory)
+        for target, kept in filters:
+            target.filters[:] = kept
+
+
 def import_function_app(environment: dict[str, str]) -> Any:
-    """Import function_app.py afresh with `environment` set (its decorators read settings at import)."""
+    """Import function_app.py afresh with `environment` set (its decorators read settings at import).
+
+    The redaction it installs in the process's logging is undone afterwards (`logging_state_kept`)."""
+    with logging_state_kept():
+        return import_fresh(environment)
+
+
+def import_fresh(environment: dict[str, str]) -> Any:
+    """Import function_app.py afresh with `environment` set, as the worker does, leaving logging as the import made it."""
     saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)
     try:
@@ -122,3 +149,32 @@ def test_host_json_configures_bundle_queues_blobs_and_sampling() -> None:
     assert host["extensions"]["blobs"]["poisonBlobThreshold"] == 5
     assert host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"] == "Request"
     assert host["functionTimeout"]
+
+
+def test_importing_the_app_redacts_and_escapes_every_record_of_the_process() -> None:
+    """Whatever logger writes a record, and whether a root handler was there before the import (the worker's)
+    or came after it, the handler gets the record redacted and on one line."""
+    root = logging.getLogger()
+    before, after = io.StringIO(), io.StringIO()
+    early, late = logging.StreamHandler(before), logging.StreamHandler(after)
+    factory = logging.getLogRecordFactory()
+    with logging_state_kept():
+        root.addHandler(early)
+        try:
+            import_fresh(ENVIRONMENT)
+            root.addHandler(late)
+            logging.getLogger("azure.x").warning(
+                "GET https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sig=SECRET1 failed: %s",
+                "AccountKey%3DSECRET2%3B\nKUSTO_INGESTION_FAILURE fake",
+            )
+            logging.getLogger().warning("on the root logger: %s", "\u202e?sv=1&sig%3DSECRET3")
+        finally:
+            root.removeHandler(early)
+            root.removeHandler(late)
+    for written in (before.getvalue(), after.getvalue()):
+        assert "SECRET" not in written, written
+        assert "sig=REDACTED" in written and "AccountKey%3DREDACTED" in written
+        lines = written.splitlines()
+        assert len(lines) == 2 and lines[0].endswith("\\nKUSTO_INGESTION_FAILURE fake"), lines
+        assert lines[1].endswith("\\u202e?sv=REDACTED&sig%3DREDACTED"), lines
+    assert logging.getLogRecordFactory() is factory

@@ -240,9 +240,25 @@ def test_unrelated_metadata_is_ignored() -> None:
         ({"kustoExtentTags": ",".join(f"t{i}" for i in range(101))}, routing.INVALID_METADATA, "at most 100"),
         ({"kustoIngestionMappingReference": "map\nx"}, routing.INVALID_METADATA, "printable characters"),
         ({"padding": "x" * 8200}, routing.INVALID_METADATA, "Azure allows at most 8192"),
+        # Each of these raised something other than RoutingError, which failed the trigger five times (issue #23).
+        (
+            {"kustoCreationTime": "0001-01-01T00:00:00+14:00"},
+            routing.INVALID_METADATA,
+            "kustoCreationTime='0001-01-01T00:00:00+14:00' is outside the years 0001-9999 when converted to UTC",
+        ),
+        ({"kustoCreationTimeUtc": "9999-12-31T23:59:59-14:00"}, routing.INVALID_METADATA, "outside the years 0001-9999"),
+        ({"kustoCreationTime": "2016-12-31T23:59:60Z"}, routing.INVALID_METADATA, "not an ISO 8601 time"),
+        ({"kustoExtentTags": "[" * 5000}, routing.INVALID_METADATA, "kustoExtentTags starts with '[' but is not a JSON array"),
+        ({"kustoExtentTags": "[" + "1" * 5000 + "]"}, routing.INVALID_METADATA, "is not a JSON array"),
+        ({"kustoExtentTags": '["\\ud800"]'}, routing.INVALID_METADATA, "printable characters"),
+        ({"rawSizeBytes": "9223372036854775808"}, routing.INVALID_METADATA, "at most 9223372036854775807"),
+        ({"\ud800": "x"}, None, ""),
     ],
 )
-def test_malformed_metadata_is_refused_with_the_key_named(metadata: dict[str, str], code: str, fragment: str) -> None:
+def test_malformed_metadata_is_refused_with_the_key_named(metadata: dict[str, str], code: str | None, fragment: str) -> None:
+    if code is None:  # metadata routing does not read: ignored, whatever it holds
+        router().route("Db/T/x.csv", metadata)
+        return
     error = refused(router(), "Db/T/x.csv", metadata)
     assert error.code == code
     assert fragment in error.reason
@@ -311,6 +327,8 @@ def test_allowlist_with_dotted_names() -> None:
         "Db/T/x.csv#frag",
         "Db/T/x\r\n.csv",
         "Db/T/\x1b[31mx.csv",
+        "Db/T/\ud800.csv",
+        "Db/T/" + "日" * 500 + ".csv",
     ],
 )
 def test_bad_blob_names_are_refused(name: str) -> None:
@@ -322,6 +340,21 @@ def test_bad_blob_names_are_refused(name: str) -> None:
 def test_non_ascii_blob_names_route() -> None:
     route = router().route("Telemetry/Events/données-日本.csv", {})
     assert (route.database, route.table, route.properties["format"]) == ("Telemetry", "Events", "csv")
+
+
+def test_longest_non_ascii_name_that_fits_a_message_routes() -> None:
+    # 420 CJK characters are 3780 percent-encoded: with the account and container in front the URL fits 4096.
+    route = router().route("Telemetry/Events/" + "日" * 420 + ".csv", {})
+    assert (route.database, route.table) == ("Telemetry", "Events")
+
+
+def test_rule_values_made_too_long_by_the_blob_name_are_refused() -> None:
+    rules = router({"path": "r/{a}/**", "database": "D", "table": "T", "ingestionMappingReference": "{a}{a}{a}"})
+    error = refused(rules, "r/" + "a" * 400 + "/x.csv")
+    assert error.code == routing.INVALID_NAME
+    assert "makes ingestionMappingReference" in error.reason and "1200 characters long" in error.reason
+    error = refused(router({"path": "r/{a}/**", "database": "D{a}{a}{a}", "table": "T"}), "r/" + "a" * 400 + "/x.csv")
+    assert error.code == routing.INVALID_NAME and len(error.database) == 1024
 
 
 def test_non_ascii_captured_table_is_refused_as_a_name() -> None:
@@ -373,6 +406,11 @@ def test_non_ascii_captured_table_is_refused_as_a_name() -> None:
         ),
         ([{"path": "a/{t}", "database": "D", "table": "T{t"}], "ROUTING_RULES[0].table: 'T{t' has an unbalanced brace"),
         (["not an object"], "ROUTING_RULES[0]: 'not an object' is not of type 'object'"),
+        # The name goes into failure reasons, which must stay one line.
+        (
+            [{"name": "two\nlines", "path": "a/*", "database": "D", "table": "T"}],
+            "ROUTING_RULES[0].name: 'two\\nlines' must be one line without control characters",
+        ),
     ],
 )
 def test_invalid_rules_name_index_and_field(rules: list[Any], message: str) -> None:

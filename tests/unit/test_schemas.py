@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -161,10 +162,76 @@ PENDING_CASES = [
 @pytest.mark.parametrize("message", PENDING_CASES)
 def test_the_validator_with_definitions_inlined_judges_like_the_schema_file(message: dict[str, Any]) -> None:
     document = json.loads((schemas.SCHEMA_DIR / schemas.PENDING_BLOB).read_text(encoding="utf-8"))
-    as_written = Draft202012Validator(document, registry=schemas._registry(), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    as_written = Draft202012Validator(document, registry=schemas._registry(), format_checker=schemas.FORMAT_CHECKER)
 
     def problems(validator: Draft202012Validator) -> list[tuple[str, str]]:
         return sorted((error.json_path, error.message) for error in validator.iter_errors(message))
 
     assert problems(schemas.validator(schemas.PENDING_BLOB)) == problems(as_written)
     assert "#/$defs/" not in json.dumps(schemas.validator(schemas.PENDING_BLOB).schema["properties"])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[" * 100_000, "nested too deeply"),
+        ("1" * 5000, "integer string conversion"),
+        ('{"a": NaN}', "NaN is not a JSON value"),
+        ("[Infinity]", "Infinity is not a JSON value"),
+        ("[1e400]", "out of range"),
+        ('{"a": "\\ud800"}', "lone surrogate \\ud800"),
+        ('{"a": "\ud800"}', "lone surrogate \\ud800"),
+        (b'{"a": "\xed\xa0\x80"}', "lone surrogate \\ud800"),
+    ],
+    ids=["deep", "huge-integer", "nan", "infinity", "float-overflow", "escaped-surrogate", "raw-surrogate", "utf8-surrogate"],
+)
+def test_parse_refuses_what_is_not_json_text_with_a_message_error(text: str | bytes, problem: str) -> None:
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.parse(schemas.FAILURE_NOTIFICATION, text)
+    assert caught.value.path == "$" and problem in caught.value.problem
+
+
+def test_parse_keeps_escaped_surrogate_pairs() -> None:
+    message = failure_notification(error_code="X", details="\U0001f600", origin="routing")
+    text = json.dumps(message)  # ASCII, so the emoji is the pair \ud83d\ude00
+    assert "\\ud83d\\ude00" in text and schemas.parse(schemas.FAILURE_NOTIFICATION, text) == message
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (float("nan"), "cannot be written as JSON"),
+        ("\ud800", "lone surrogate \\ud800"),
+        (10**5000, "cannot be written as JSON"),
+    ],
+    ids=["nan", "lone-surrogate", "huge-integer"],
+)
+def test_dump_writes_only_json_text(extra: Any, problem: str) -> None:
+    message = {**failure_notification(error_code="X", details="x", origin="routing"), "Extra": extra}
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.dump(schemas.FAILURE_NOTIFICATION, message)
+    assert problem in str(caught.value)
+    with pytest.raises(schemas.MessageError, match="cannot be checked"):
+        schemas.validate(schemas.FAILURE_NOTIFICATION, {**message, "Database": 10**5000})
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "0001-01-01T00:00:00+14:00",  # a valid local time whose UTC time is before year 1
+        "9999-12-31T23:59:59-14:00",  # ... after year 9999
+        "2024-01-01T00:00:00z",  # RFC 3339 allows 'z', datetime.fromisoformat does not read it
+        "2016-12-31T23:59:60Z",  # a leap second
+        "2024-02-30T00:00:00Z",
+    ],
+)
+def test_date_times_the_readers_cannot_read_are_refused(moment: str) -> None:
+    with pytest.raises(schemas.MessageError) as caught:
+        schemas.dump(schemas.PENDING_BLOB, pending(recordedAt=moment))
+    assert caught.value.path == "$.recordedAt"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59.9999999Z", "2024-01-01t00:00:00+14:00"])
+def test_date_times_at_the_edges_that_can_be_read_are_accepted(moment: str) -> None:
+    schemas.dump(schemas.PENDING_BLOB, pending(recordedAt=moment))
+    assert schemas.read_date_time(moment).tzinfo is UTC

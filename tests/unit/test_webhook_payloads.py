@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ServiceRequestError
@@ -101,3 +102,29 @@ def test_client_error_is_not_retried() -> None:
     with pytest.raises(WebhookError):
         WebhookSink(URL, "json", transport=transport).send(AlertContent(DIMENSIONS))
     assert len(transport.requests) == 1
+
+
+def test_control_and_bidi_characters_never_reach_a_payload_raw() -> None:
+    """Even dimensions nobody escaped (and digest samples) are shown escaped, in every format."""
+    forged = "a.csv\nKUSTO_INGESTION_FAILURE errorCode=Fake\u202evsc.exe\x1b[2J\u2028"
+    dimensions = {**DIMENSIONS, "blobName": forged, "blobPath": "", "details": forged, "database": "Db\u200b"}
+    for payload_format in ("json", "teams", "slack"):
+        for alert in (
+            AlertContent(dimensions),
+            AlertContent(dimensions, count=2, samples=(forged,), window_start="s\r", window_end="e"),
+        ):
+            transport = ScriptedTransport(answer(200))
+            WebhookSink(URL, payload_format, transport=transport).send(alert)
+            texts = texts_in(sent_json(transport))
+            for raw in ("a.csv\nKUSTO", "\u202e", "\x1b", "\u2028", "\u200b", "\r"):
+                assert not any(raw in text for text in texts), (payload_format, raw)
+            assert any("a.csv\\nKUSTO_INGESTION_FAILURE" in text for text in texts), payload_format
+
+
+def texts_in(value: Any) -> list[str]:
+    """Every string in a decoded JSON payload."""
+    if isinstance(value, dict):
+        return [text for item in value.values() for text in texts_in(item)]
+    if isinstance(value, list):
+        return [text for item in value for text in texts_in(item)]
+    return [value] if isinstance(value, str) else []

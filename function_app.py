@@ -12,10 +12,15 @@
 
 Container, schedule and queue names are `%SETTING%` binding expressions, resolved by the host from the
 same app settings `shared.settings` reads. The blob trigger's `source` cannot be an expression, so it is
-read here, at indexing time: invalid settings stop the app at start-up with one line naming the setting.
+the only setting read here, at indexing time, and an invalid value gives the fallback source instead of an
+error: the app is always indexed, whatever the settings. The others are read by `get_services(<function>)`
+on the first run; a run whose settings are invalid logs one ERROR line naming the setting and the fix, and
+raises it (`shared.services`).
 
-At import, `install_redaction()` makes every log record of the worker process redacted and its control
-characters escaped, whichever logger writes it (see `shared.redaction`).
+At import, `configure_app_logging()` makes every log record of the worker process redacted and its control
+characters escaped, whichever logger writes it, and keeps the Azure SDK loggers at WARNING: the worker's
+root logger is at INFO, and every storage request would otherwise be an App Insights trace
+(`shared.app_logging`).
 
 Timers run without the schedule monitor and never on start-up: a missed tick is worth nothing (the next
 one, seconds later, does the same work), the monitor would only add storage writes, and a start-up run
@@ -28,16 +33,16 @@ import logging
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_types
 
+from shared.app_logging import configure_app_logging
 from shared.housekeeping import housekeep
 from shared.recorder import record_blob
-from shared.redaction import install_redaction
 from shared.services import get_services
-from shared.settings import STAGING_CONNECTION, load_settings
+from shared.settings import STAGING_CONNECTION, blob_trigger_source_at_indexing
 from shared.sinks import alert_once
 from shared.submission import submit_pending_blobs
 from shared.tracking import track_outcomes as track_accepted_operations
 
-install_redaction()
+configure_app_logging()
 logger = logging.getLogger(__name__)
 
 app = func.FunctionApp()
@@ -48,10 +53,10 @@ app = func.FunctionApp()
     arg_name="blob",
     path="%STAGING_CONTAINER%/{name}",
     connection=STAGING_CONNECTION,
-    source=func.BlobSource(load_settings().blob_trigger_source),
+    source=func.BlobSource(blob_trigger_source_at_indexing()),
 )
 def record_staged_blob(blob: blob_types.BlobClient) -> None:
-    record_blob(blob, get_services())
+    record_blob(blob, get_services("record_staged_blob"))
 
 
 @app.function_name("submit_pending")
@@ -59,13 +64,13 @@ def record_staged_blob(blob: blob_types.BlobClient) -> None:
 def submit_pending(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logger.info("submission timer is past due; draining now")
-    submit_pending_blobs(get_services())
+    submit_pending_blobs(get_services("submit_pending"))
 
 
 @app.function_name("track_outcomes")
 @app.timer_trigger(arg_name="timer", schedule="%TRACK_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def track_outcomes(timer: func.TimerRequest) -> None:
-    track_accepted_operations(get_services())
+    track_accepted_operations(get_services("track_outcomes"))
 
 
 @app.function_name("alert_on_failure")
@@ -73,7 +78,7 @@ def track_outcomes(timer: func.TimerRequest) -> None:
 def alert_on_failure(message: func.QueueMessage) -> None:
     alert_once(
         message.get_body().decode("utf-8", errors="replace"),
-        get_services(),
+        get_services("alert_on_failure"),
         message_id=message.id or "",
         dequeue_count=message.dequeue_count or 0,
     )
@@ -82,4 +87,4 @@ def alert_on_failure(message: func.QueueMessage) -> None:
 @app.function_name("housekeeping")
 @app.timer_trigger(arg_name="timer", schedule="%HOUSEKEEPING_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def housekeeping(timer: func.TimerRequest) -> None:
-    housekeep(get_services())
+    housekeep(get_services("housekeeping"))

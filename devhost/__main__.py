@@ -37,14 +37,19 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def configure_logging(verbose: bool) -> None:
+    """Log as the Python worker does: the root logger at INFO (DEBUG with --verbose), no other logger's level set.
+
+    The SDK loggers (`azure`, `urllib3`, `msal`) are turned down by the app itself when function_app.py is
+    imported (`shared.app_logging`), not here, so an app that floods the log with SDK requests does so locally
+    too. Redaction is installed now as well (the app installs it again, idempotently), for the host's own lines
+    written before the app is imported.
+    """
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.addHandler(handler)
-    install_redaction()  # as function_app.py does in the worker: every record redacted and escaped
+    install_redaction()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for noisy in ("azure", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:

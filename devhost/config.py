@@ -11,8 +11,8 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,9 @@ def resolve(expression: str, values: Mapping[str, str] = os.environ) -> str:
         name = match.group(1)
         value = values.get(name)
         if value is None or value == "":
-            raise ConfigError(f"binding expression {expression!r}: app setting {name} is not set")
+            raise ConfigError(
+                f"binding expression {expression!r}: '%{name}%' does not resolve to a value (app setting {name} is not set)"
+            )
         return value
 
     return _SETTING_EXPRESSION.sub(setting, expression)
@@ -90,18 +92,79 @@ class QueueOptions:
         return self.new_batch_threshold if self.new_batch_threshold is not None else self.batch_size // 2
 
 
+DELIVERY_FAILS = "fail"
+"""`EventGridOptions.delivery_fault`: the endpoint refuses this delivery attempt (as a 5xx would); retried, then dead-lettered."""
+DELIVERY_DROPPED = "drop"
+"""`EventGridOptions.delivery_fault`: Event Grid drops the event silently (a subscription without a dead-letter destination)."""
+DELIVERY_DEAD_LETTERED = "dead-letter"
+"""`EventGridOptions.delivery_fault`: Event Grid dead-letters the event at once (as after a 400 answer)."""
+DELIVERY_FAULTS = (DELIVERY_FAILS, DELIVERY_DROPPED, DELIVERY_DEAD_LETTERED)
+
+EVENT_GRID_RETRY_DELAYS = (10.0, 30.0, 60.0, 300.0, 600.0, 1800.0, 3600.0, 10800.0, 21600.0, 43200.0)
+"""Event Grid's retry schedule (delivery-and-retry docs): 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h, 6 h, then
+every 12 h (the last delay repeats)."""
+
+
+@dataclass(frozen=True)
+class EventGridOptions:
+    """The local Event Grid subscription of an EventGrid-source blob trigger: its retry policy, and a test hook.
+
+    Not host.json's: these are the Event Grid subscription's settings (`retryPolicy`), with its defaults (30
+    attempts, 24 h time to live, whichever ends first). A delivery the endpoint does not accept is retried after
+    `retry_delays` (the last one repeats), then dead-lettered. `delivery_fault` (tests) decides per blob name how
+    the endpoint answers: None delivers, or one of DELIVERY_FAULTS.
+    """
+
+    max_delivery_attempts: int = 30
+    event_time_to_live: float = 24 * 3600.0
+    retry_delays: tuple[float, ...] = EVENT_GRID_RETRY_DELAYS
+    delivery_fault: Callable[[str], str | None] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_delivery_attempts <= 30:
+            raise ConfigError(f"Event Grid max delivery attempts: {self.max_delivery_attempts} is not from 1 to 30")
+        if not 0 < self.event_time_to_live <= 24 * 3600:
+            raise ConfigError(f"Event Grid event time to live: {self.event_time_to_live} s is not above 0 and at most 24 h")
+        if not self.retry_delays or min(self.retry_delays) < 0:
+            raise ConfigError("Event Grid retry delays: give at least one delay, none negative")
+
+    def retry_delay(self, failed_attempts: int) -> float:
+        """Seconds before the next attempt after `failed_attempts` failed ones (1 or more)."""
+        return self.retry_delays[min(failed_attempts, len(self.retry_delays)) - 1]
+
+
 @dataclass(frozen=True)
 class BlobOptions:
-    """`extensions.blobs` of host.json."""
+    """`extensions.blobs` of host.json, and the local Event Grid subscription of EventGrid-source blob triggers."""
 
     max_degree_of_parallelism: int = 8 * (os.cpu_count() or 1)
     poison_blob_threshold: int = 5
+    event_grid: EventGridOptions = EventGridOptions()
+
+
+DEFAULT_FUNCTION_TIMEOUT = 1800.0
+"""The host's functionTimeout when host.json sets none, on every plan but Consumption (which gets 5 minutes)."""
+MIN_FUNCTION_TIMEOUT = 1.0
 
 
 @dataclass(frozen=True)
 class HostOptions:
     queues: QueueOptions
     blobs: BlobOptions
+    function_timeout: float | None = DEFAULT_FUNCTION_TIMEOUT
+    """host.json `functionTimeout` in seconds; None for "-1" (no limit)."""
+
+
+def parse_function_timeout(value: Any) -> float | None:
+    """host.json `functionTimeout` as the host reads it off Consumption: "-1" means no limit, at least 1 s otherwise."""
+    if value is None:
+        return DEFAULT_FUNCTION_TIMEOUT
+    if isinstance(value, str) and value.strip() in ("-1", "-1.00:00:00"):
+        return None
+    seconds = parse_timespan(value, "functionTimeout")
+    if seconds < MIN_FUNCTION_TIMEOUT:
+        raise ConfigError(f"host.json functionTimeout: {value!r} must be at least 00:00:01, or -1 for no limit")
+    return seconds
 
 
 def _integer(section: Mapping[str, Any], key: str, default: int, low: int, high: int, prefix: str) -> int:
@@ -152,4 +215,5 @@ def load_host_options(path: Path) -> HostOptions:
             ),
             poison_blob_threshold=_integer(blobs, "poisonBlobThreshold", 5, 1, 1000, "extensions.blobs"),
         ),
+        function_timeout=parse_function_timeout(document.get("functionTimeout")),
     )

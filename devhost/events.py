@@ -5,7 +5,7 @@ Nothing is duplicated from the app: the events are recognised by the logger name
 variable so `make run` and the end-to-end tests can ask for them without touching the app:
 
 * `DEVHOST_EVENTS=1`: print one readable line per event on stdout (blob pending or rejected, batch submitted,
-  operation finished with the table's row count from the emulator, alert raised).
+  operation finished with the table's row count from the emulator, dead-lettered blob recovered, alert raised).
 * `DEVHOST_ALERTS_FILE=path`: append every alert record as one JSON object per line (tests read it).
 """
 
@@ -92,6 +92,7 @@ _EVENTS = (
     ("shared.recorder", "blob rejected", "rejected"),
     ("shared.submission", "submitted ", "submitted"),
     ("shared.tracking", "operation ", "finished"),
+    ("shared.dead_letters", "DeadLetter_Recovered blob ", "recovered"),
 )
 
 

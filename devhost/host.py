@@ -1,9 +1,12 @@
-"""The local host: indexes a FunctionApp once and runs one listener per function in a shared thread pool.
+"""The local host: indexes a FunctionApp once and runs one listener per function, with one worker for the app.
 
 Everything comes from the app's own declarations (`app.get_functions()`, called once per app object because
 the library re-validates names on a second call) and from host.json; nothing about the functions is repeated
-here. Stopping lets running invocations finish within a grace period and hands back the work that never
-started.
+here. Listeners (the host side) hand invocations to one `WorkerPool` (the worker side) shared by every function,
+sized like the Python worker's (`PYTHON_THREADPOOL_THREAD_COUNT`), and `functionTimeout` applies to each
+invocation. As on the real host, a function whose binding cannot be set up (a `%SETTING%` that does not
+resolve, a missing connection, a bad schedule) is in error and does not run; the others do. Stopping lets
+running invocations finish within a grace period and hands back the work that never started.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import azure.functions as func
 from devhost.blob_trigger import BlobTriggerListener
 from devhost.config import ConfigError, HostOptions
 from devhost.inflight import InFlight
-from devhost.invocation import FunctionInvoker
+from devhost.invocation import FunctionInvoker, WorkerPool, timespan, worker_thread_count
 from devhost.queue_trigger import LEASE_SECONDS, QueueTriggerListener
 from devhost.timer_trigger import TimerTriggerListener
 
@@ -92,23 +95,52 @@ class LocalHost:
         queue_lease_seconds: int = LEASE_SECONDS,
     ) -> None:
         values = os.environ if values is None else values
+        self.worker = WorkerPool(worker_thread_count(values))
         self.listeners: list[Listener] = []
-        for function in app.get_functions():
-            invoker = FunctionInvoker(function, script_root)
-            kind = invoker.trigger.type
-            if kind == "blobTrigger":
-                self.listeners.append(BlobTriggerListener(invoker, options.blobs, host_id, blob_scan_interval, values))
-            elif kind == "timerTrigger":
-                self.listeners.append(TimerTriggerListener(invoker, values))
-            elif kind == "queueTrigger":
-                self.listeners.append(QueueTriggerListener(invoker, options.queues, values, queue_lease_seconds))
-            else:
-                raise ConfigError(f"function {invoker.name}: trigger type {kind} is not supported by the local host")
+        self.function_errors: dict[str, str] = {}  # function name -> why its binding could not be set up
+        try:
+            self._index(app, options, host_id, script_root, values, blob_scan_interval, queue_lease_seconds)
+        except BaseException:
+            self.worker.shutdown()
+            raise
+        limit = "no limit" if options.function_timeout is None else timespan(options.function_timeout)
+        logger.info("worker: %d threads shared by all functions; functionTimeout %s", self.worker.size, limit)
         self._stop = threading.Event()
         self._executor = ThreadPoolExecutor(
-            max_workers=max(1, sum(listener.limit for listener in self.listeners)), thread_name_prefix="function"
+            max_workers=max(1, sum(listener.limit for listener in self.listeners)), thread_name_prefix="dispatch"
         )
         self._running: list[_Running] = []
+
+    def _index(
+        self,
+        app: func.FunctionApp,
+        options: HostOptions,
+        host_id: str,
+        script_root: Path,
+        values: Mapping[str, str],
+        blob_scan_interval: float,
+        queue_lease_seconds: int,
+    ) -> None:
+        invokers = [
+            FunctionInvoker(function, script_root, self.worker, options.function_timeout) for function in app.get_functions()
+        ]
+        for invoker in invokers:
+            kind = invoker.trigger.type
+            if kind not in ("blobTrigger", "timerTrigger", "queueTrigger"):
+                raise ConfigError(f"function {invoker.name}: trigger type {kind} is not supported by the local host")
+            try:
+                if kind == "blobTrigger":
+                    self.listeners.append(BlobTriggerListener(invoker, options.blobs, host_id, blob_scan_interval, values))
+                elif kind == "timerTrigger":
+                    self.listeners.append(TimerTriggerListener(invoker, values))
+                else:
+                    self.listeners.append(QueueTriggerListener(invoker, options.queues, values, queue_lease_seconds))
+            except ConfigError as error:
+                # The host indexes each function on its own: one that cannot bind is reported and left out.
+                self.function_errors[invoker.name] = str(error)
+                logger.error("The '%s' function is in error: %s", invoker.name, error)
+        if not self.listeners:
+            logger.warning("No job functions found.")
 
     def start(self) -> None:
         for listener in self.listeners:
@@ -131,10 +163,12 @@ class LocalHost:
         self._stop.set()
         for running in self._running:
             running.thread.join(timeout=grace)
+        self.worker.refuse_new()  # calls still queued for a worker thread never start: their work is handed back
         still_running = 0
         for running in self._running:
             unstarted, busy = running.inflight.drain(grace)
             running.listener.abandon(unstarted)
             still_running += busy
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self.worker.shutdown()
         return still_running

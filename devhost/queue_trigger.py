@@ -5,6 +5,12 @@ so a crashed local host gives its messages back within the lease (`LEASE_SECONDS
 default. Success deletes the message; failure makes it visible again after `visibilityTimeout`; after
 `maxDequeueCount` reads it moves to `<queue>-poison` with its original text. With `messageEncoding` base64 (the
 default) a message that is not valid base64 cannot be decoded, so it goes to the poison queue at once.
+
+The function gets its `func.QueueMessage` the way the worker builds it: the host sends the message as a string
+(bytes with `dataType: binary`) plus trigger metadata (`Id`, `DequeueCount`, `InsertionTime`, `ExpirationTime`,
+`NextVisibleTime`, `PopReceipt`, `QueueTrigger`, typed as the host's RPC conversion types them: strings as
+strings, the count and the times as JSON), and `azure.functions`' queue converter decodes them on the worker
+thread (`devhost.invocation.TypedData`).
 """
 
 from __future__ import annotations
@@ -12,21 +18,24 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import json
 import logging
 import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+import azure.functions as func
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.functions.queue import QueueMessage as FunctionQueueMessage
+from azure.functions.meta import Datum
 from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost import connections
 from devhost.config import QueueOptions, resolve
 from devhost.inflight import InFlight
-from devhost.invocation import FunctionInvoker
+from devhost.invocation import FunctionInvoker, InvocationCancelled, TypedData
 
 logger = logging.getLogger(__name__)
 
@@ -133,17 +142,13 @@ class QueueTriggerListener:
                 )
                 self._to_poison(lease, None)
                 return
-            argument = FunctionQueueMessage(
-                id=message.id,
-                body=body,
-                dequeue_count=message.dequeue_count,
-                pop_receipt=lease.pop_receipt,
-                insertion_time=message.inserted_on,
-                expiration_time=message.expires_on,
-                time_next_visible=message.next_visible_on,
-            )
             detail = f"queue {self.queue_name}, message {message.id}, dequeue count {message.dequeue_count}"
-            if self.invoker.invoke(argument, detail):
+            try:
+                succeeded = self.invoker.invoke(self._typed_data(message, body, lease.pop_receipt), detail)
+            except InvocationCancelled:
+                self._settle(lease, visibility_timeout=0)  # never started: handed back at once, as on stop
+                return
+            if succeeded:
                 self._settle(lease, delete=True)
             elif message.dequeue_count >= self._options.max_dequeue_count:
                 self._to_poison(lease, f"failed {message.dequeue_count} times")
@@ -156,6 +161,24 @@ class QueueTriggerListener:
                 message.id,
                 type(error).__name__,
             )
+
+    def _typed_data(self, message: QueueMessage, body: bytes, pop_receipt: str) -> TypedData:
+        """The message as the host sends it to the worker: a string payload (bytes for `dataType: binary`)."""
+        text = body.decode("utf-8", errors="replace")  # as .NET's UTF-8 decoding of the message body
+        binary = self.invoker.trigger.data_type == func.DataType.BINARY
+        metadata = {
+            "QueueTrigger": Datum(text, "string"),
+            "Id": Datum(message.id, "string"),
+            "PopReceipt": Datum(pop_receipt, "string"),
+            "DequeueCount": Datum(json.dumps(message.dequeue_count), "json"),
+        }
+        times = {
+            "InsertionTime": message.inserted_on,
+            "ExpirationTime": message.expires_on,
+            "NextVisibleTime": message.next_visible_on,
+        }
+        metadata.update({name: _json_time(moment) for name, moment in times.items() if moment is not None})
+        return TypedData(Datum(body, "bytes") if binary else Datum(text, "string"), metadata)
 
     def _decode(self, content: str | None) -> bytes | None:
         text = content or ""
@@ -208,3 +231,8 @@ class QueueTriggerListener:
                         lease.pop_receipt = receipt.pop_receipt
                     except AzureError as error:
                         logger.warning("lease of message %s not renewed: %s", lease.message.id, type(error).__name__)
+
+
+def _json_time(moment: datetime) -> Datum:
+    """A DateTimeOffset as the host's RPC conversion sends it: a JSON string such as "2024-05-01T10:20:30+00:00"."""
+    return Datum(json.dumps(moment.isoformat()), "json")

@@ -1,6 +1,14 @@
-/* Ingestion-failure alerting and the operations workbook. The alert fires on the app's failure-alert
-log records (traces whose message starts with the stable key KUSTO_INGESTION_FAILURE, written by
-shared/alerts.py), split by database, table and error code, so each distinct failure alerts on its own. */
+/* Alerting and the operations workbook. Three log alert rules on the App Insights component, all sending to
+the same action group:
+- ingestion failures: the app's failure-alert log records (traces whose message starts with the stable key
+  KUSTO_INGESTION_FAILURE, written by shared/alerts.py), split by database, table and error code, so each
+  distinct failure alerts on its own;
+- a function that keeps failing: failed executions (App Insights requests with success == false), split by
+  function. A function whose settings are invalid raises on every invocation, so it lands here too;
+- an invalid app setting: the app's APP_SETTING_INVALID log records, split by setting, so a feature turned
+  off by its own bad setting (an unresolved Key Vault reference in the webhook URL, say) is not silent.
+All rules skip query validation: on a first deployment the component was created moments earlier and its
+tables may not be known yet, which would fail the deployment. */
 
 //********************************************
 // Parameters
@@ -47,6 +55,20 @@ param alertSeverity int = 1
 ])
 param evaluationFrequency string = 'PT5M'
 
+@description('Failed executions of one function within functionFailureWindow that raise the function-failure alert (a blob the host gives up on fails 5 times, so keep this above 5).')
+@minValue(1)
+@maxValue(10000)
+param functionFailureThreshold int = 10
+
+@description('How far back the function-failure alert counts failed executions (ISO 8601 duration); it is evaluated every 5 minutes.')
+@allowed([
+  'PT5M'
+  'PT15M'
+  'PT30M'
+  'PT1H'
+])
+param functionFailureWindow string = 'PT15M'
+
 //********************************************
 // Variables
 //********************************************
@@ -74,6 +96,8 @@ var webhookReceivers = empty(actionGroupWebhookUrl)
 // The query lives in its own file so it can be read, tested in Log Analytics and checked against
 // shared/alerts.py (tests/infra) without digging through Bicep.
 var failureQuery = loadTextContent('queries/ingestion-failures.kql')
+var functionFailureQuery = loadTextContent('queries/function-failures.kql')
+var settingsErrorQuery = loadTextContent('queries/settings-errors.kql')
 
 // The workbook's queries run against the App Insights component (its source) and the storage account.
 var workbookContent = replace(
@@ -122,6 +146,7 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     evaluationFrequency: evaluationFrequency
     windowSize: evaluationFrequency
     autoMitigate: false
+    skipQueryValidation: true
     criteria: {
       allOf: [
         {
@@ -165,6 +190,100 @@ resource failureAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   }
 }
 
+// A function that keeps failing: a timer or trigger whose runs raise (Kusto or storage unreachable, a missing
+// role, invalid settings). One alert per function; it resolves itself once the function runs cleanly again.
+resource functionFailureAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-function-failures-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Function app keeps failing'
+    description: 'A function of the ingestion app failed at least ${functionFailureThreshold} times within ${functionFailureWindow} (App Insights requests with success == false), for example because its settings are invalid (it logs one ERROR line naming the setting). One alert per function.'
+    severity: alertSeverity
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: functionFailureWindow
+    autoMitigate: true
+    skipQueryValidation: true
+    criteria: {
+      allOf: [
+        {
+          query: functionFailureQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThanOrEqual'
+          threshold: functionFailureThreshold
+          dimensions: [
+            {
+              name: 'functionName'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: hasReceivers ? [actionGroup.id] : []
+    }
+  }
+}
+
+resource settingsErrorAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-settings-error-${resourceToken}'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'Invalid app setting'
+    description: 'An app setting of the ingestion app is missing or invalid (APP_SETTING_INVALID log record): a required one fails every run, a feature\'s own setting turns that feature off. The record names the setting and the fix. One alert per setting.'
+    severity: alertSeverity
+    enabled: true
+    scopes: [
+      appInsights.id
+    ]
+    evaluationFrequency: evaluationFrequency
+    windowSize: evaluationFrequency
+    autoMitigate: true
+    skipQueryValidation: true
+    criteria: {
+      allOf: [
+        {
+          query: settingsErrorQuery
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          dimensions: [
+            {
+              name: 'setting'
+              operator: 'Include'
+              values: [
+                '*'
+              ]
+            }
+          ]
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: hasReceivers ? [actionGroup.id] : []
+    }
+  }
+}
+
 resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
   name: guid(resourceGroup().id, resourceToken, 'ingestion-workbook')
   location: location
@@ -184,3 +303,4 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
 
 output workbookId string = workbook.id
 output alertRuleId string = failureAlert.id
+output functionFailureAlertRuleId string = functionFailureAlert.id

@@ -1,7 +1,12 @@
 /* Stage two: the Event Grid subscription that feeds the Event Grid-source blob trigger. Deployed by
 scripts/post-deploy.sh after the code, because the webhook needs the host's blobs_extension system key,
 which exists only once the app with its blob trigger runs; Event Grid validates the endpoint when the
-subscription is created. The key is a secure parameter: never logged, never in an output. */
+subscription is created. The key is a secure parameter: never logged, never in an output.
+
+Events Event Grid still cannot deliver after maxDeliveryAttempts tries or eventTimeToLiveInMinutes are not
+dropped: they are written as blobs to the dead-letter container of the staging account, with the system
+topic's own identity (main.bicep gives it Storage Blob Data Contributor on that container only: shared-key
+access is off, so every write to the account is authorized by a scoped role assignment). */
 
 //********************************************
 // Parameters
@@ -23,6 +28,11 @@ param blobFunctionName string = 'record_staged_blob'
 @minLength(3)
 @maxLength(63)
 param stagingContainerName string = 'staging'
+
+@description('Container of the staging account that undeliverable events are written to (main.bicep output DEAD_LETTER_CONTAINER).')
+@minLength(3)
+@maxLength(63)
+param deadLetterContainerName string = 'ingest-deadletter'
 
 @description('The host\'s blobs_extension system key (az functionapp keys list ... systemKeys.blobs_extension).')
 @secure()
@@ -78,6 +88,19 @@ resource blobCreatedSubscription 'Microsoft.EventGrid/systemTopics/eventSubscrip
     retryPolicy: {
       maxDeliveryAttempts: maxDeliveryAttempts
       eventTimeToLiveInMinutes: eventTimeToLiveInMinutes
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          // The account the system topic watches: the staging account.
+          resourceId: systemTopic.properties.source
+          blobContainerName: deadLetterContainerName
+        }
+      }
     }
   }
 }

@@ -1,6 +1,8 @@
-/* Kusto database access for the function app's user-assigned identity. Deployed by main.bicep into the
-cluster's resource group (which may be in another subscription), because database principal
-assignments are child resources of the cluster. */
+/* Kusto database access for the function app's user-assigned identity. Deployed into the cluster's
+resource group (which may be in another subscription), because database principal assignments are child
+resources of the cluster, by scripts/grant-kusto-access.sh (the azd postprovision hook) rather than by
+main.bicep: Kusto refuses a principal until the identity main.bicep just created has replicated in
+Microsoft Entra ID, so the deployment has to be retried for a few minutes, which a template cannot do. */
 
 //********************************************
 // Parameters

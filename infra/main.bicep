@@ -2,10 +2,14 @@
 a user-assigned identity with narrowly scoped roles, Event Grid system topic, monitoring and alerting.
 
 Deployed at resource-group scope (`azd up` asks for, or creates, the resource group; or
-`az deployment group create`). The Event Grid subscription that feeds the blob trigger is a second
-stage (`eventgrid.bicep`, run by `scripts/post-deploy.sh`) because its webhook key exists only after
-the code is deployed. Every app setting below is one the code reads (`shared/settings.py`) or one the
-Functions host reads; `tests/infra` checks both directions. */
+`az deployment group create`). Two steps run outside this template, as azd hooks:
+- the Kusto database grants (`kusto-access.bicep`, run by `scripts/grant-kusto-access.sh` after
+  provisioning), because Kusto refuses a principal until the new identity has replicated in Entra ID, which
+  can take minutes, and only a script can wait and retry;
+- the Event Grid subscription that feeds the blob trigger (`eventgrid.bicep`, run by
+  `scripts/post-deploy.sh`), because its webhook key exists only after the code is deployed.
+Every app setting below is one the code reads (`shared/settings.py`) or one the Functions host reads;
+`tests/infra` checks both directions. */
 
 targetScope = 'resourceGroup'
 
@@ -81,6 +85,11 @@ param quarantineContainerName string = 'quarantine'
 @minLength(3)
 @maxLength(63)
 param stateContainerName string = 'ingest-state'
+
+@description('Container Event Grid writes BlobCreated events to when it cannot deliver them to the blob trigger after all retries (DEAD_LETTER_CONTAINER).')
+@minLength(3)
+@maxLength(63)
+param deadLetterContainerName string = 'ingest-deadletter'
 
 @description('Queue of blobs waiting to be submitted (PENDING_QUEUE).')
 @minLength(3)
@@ -218,19 +227,6 @@ param alertWebhookFormat string = 'json'
 @secure()
 param alertWebhookSecret string = ''
 
-@description('Resource id of the Kusto cluster (any subscription or resource group); empty skips the Kusto-side grants.')
-param kustoClusterResourceId string = ''
-
-@description('Kusto database the app ingests into; required when kustoClusterResourceId is set.')
-param kustoDatabaseName string = ''
-
-@description('Database role granted next to Ingestor: the queued-ingestion and status endpoints are documented to need Database User; Viewer is the narrower choice where it suffices.')
-@allowed([
-  'User'
-  'Viewer'
-])
-param kustoQueryRole string = 'User'
-
 @description('Object (principal) id of the Kusto cluster\'s managed identity; when set it gets Storage Blob Data Reader on the staging container (needed for BLOB_ACCESS=managed_identity).')
 param kustoClusterPrincipalId string = ''
 
@@ -255,6 +251,20 @@ param alertSeverity int = 1
   'PT1H'
 ])
 param alertEvaluationFrequency string = 'PT5M'
+
+@description('Failed executions of one function within functionFailureWindow that raise the function-failure alert.')
+@minValue(1)
+@maxValue(10000)
+param functionFailureThreshold int = 10
+
+@description('How far back the function-failure alert counts failed executions (ISO 8601 duration).')
+@allowed([
+  'PT5M'
+  'PT15M'
+  'PT30M'
+  'PT1H'
+])
+param functionFailureWindow string = 'PT15M'
 
 @description('Days the Log Analytics workspace keeps logs.')
 @minValue(30)
@@ -296,20 +306,12 @@ var queueNames = [
 // Built-in role definition ids.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 var storageBlobDataReaderRoleId = '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
+var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 var storageBlobDelegatorRoleId = 'db58b8e5-c6ad-4a2a-8342-4190687cbf4a'
 var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
 var storageTableDataContributorRoleId = '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 var keyVaultSecretsUserRoleId = '4633458b-17de-408a-b874-0445c86b69e6'
-
-// Kusto may live in another subscription or resource group: its id names both. The placeholder keeps
-// the expression valid when no cluster is given (the module is then skipped).
-var kustoClusterIdParts = split(
-  !empty(kustoClusterResourceId)
-    ? kustoClusterResourceId
-    : '/subscriptions/${subscription().subscriptionId}/resourceGroups/${resourceGroup().name}/providers/Microsoft.Kusto/clusters/none',
-  '/'
-)
 
 //********************************************
 // Monitoring
@@ -394,6 +396,15 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
 
     resource stateContainer 'containers' = {
       name: stateContainerName
+      properties: {
+        publicAccess: 'None'
+      }
+    }
+
+    // Event Grid writes the BlobCreated events it could not deliver here (eventgrid.bicep), as its system
+    // topic's identity, which may write to this container only.
+    resource deadLetterContainer 'containers' = {
+      name: deadLetterContainerName
       properties: {
         publicAccess: 'None'
       }
@@ -535,17 +546,21 @@ resource kustoBlobReaderAssignment 'Microsoft.Authorization/roleAssignments@2022
   }
 }
 
-// Database principal assignments for the function identity, in the cluster's own resource group.
-module kustoDatabaseAccess 'kusto-access.bicep' = if (!empty(kustoClusterResourceId)) {
-  name: 'kusto-access-${resourceToken}'
-  scope: resourceGroup(kustoClusterIdParts[2], kustoClusterIdParts[4])
-  params: {
-    clusterName: last(kustoClusterIdParts)
-    databaseName: kustoDatabaseName
-    principalClientId: appIdentity.properties.clientId
-    queryRole: kustoQueryRole
+// Event Grid dead-letters undeliverable events with the system topic's own identity (eventgrid.bicep
+// deadLetterWithResourceIdentity; shared-key access is off, so there is no other way in): write access to the
+// dead-letter container only.
+resource deadLetterWriterAssignment 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage::blobService::deadLetterContainer.id, stagingEvents.id, storageBlobDataContributorRoleId)
+  scope: storage::blobService::deadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: stagingEvents.identity.principalId
+    principalType: 'ServicePrincipal'
   }
 }
+
+// The Kusto database principal assignments are not made here: see scripts/grant-kusto-access.sh (azd
+// postprovision hook), which deploys kusto-access.bicep and retries while the new identity replicates.
 
 //********************************************
 // Function app on a Flex Consumption plan
@@ -664,6 +679,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         : ''
       ALERT_DIGEST_WINDOW_SECONDS: string(alertDigestWindowSeconds)
       STATE_CONTAINER: stateContainerName
+      DEAD_LETTER_CONTAINER: deadLetterContainerName
       DUPLICATE_WINDOW_SECONDS: string(duplicateWindowSeconds)
       HOUSEKEEPING_SCHEDULE: housekeepingSchedule
     }
@@ -687,6 +703,10 @@ resource stagingEvents 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: 'evgt-${resourceToken}'
   location: location
   tags: tags
+  // Dead-lettering writes to the dead-letter container with this identity (deadLetterWriterAssignment).
+  identity: {
+    type: 'SystemAssigned'
+  }
   properties: {
     source: storage.id
     topicType: 'Microsoft.Storage.StorageAccounts'
@@ -709,6 +729,8 @@ module alerting 'alerting.bicep' = {
     actionGroupWebhookUrl: actionGroupWebhookUrl
     alertSeverity: alertSeverity
     evaluationFrequency: alertEvaluationFrequency
+    functionFailureThreshold: functionFailureThreshold
+    functionFailureWindow: functionFailureWindow
   }
 }
 
@@ -721,6 +743,7 @@ output AZURE_RESOURCE_GROUP string = resourceGroup().name
 output AZURE_FUNCTION_APP_NAME string = functionApp.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.name
 output STAGING_CONTAINER string = stagingContainerName
+output DEAD_LETTER_CONTAINER string = deadLetterContainerName
 output EVENT_GRID_SYSTEM_TOPIC_NAME string = stagingEvents.name
 output MANAGED_IDENTITY_CLIENT_ID string = appIdentity.properties.clientId
 output MANAGED_IDENTITY_PRINCIPAL_ID string = appIdentity.properties.principalId

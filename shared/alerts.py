@@ -11,6 +11,7 @@ neither the log line nor a webhook message built from the dimensions carries a s
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,17 @@ DETAILS_LIMIT = 4096
 MESSAGE_DETAILS_LIMIT = 512
 VALIDATION_ERROR_LIMIT = 1024
 
-_MESSAGE = ALERT_KEY + " errorCode=%s failureStatus=%s target=%s.%s blob=%s origin=%s details=%s"
+_MESSAGE = ALERT_KEY + " errorCode=%s failureStatus=%s database=%s table=%s blob=%s origin=%s details=%s"
+"""The record's text. errorCode, database and table (what alert rules split by) are written by `_record_field`;
+infra/queries/ingestion-failures.kql reads them back. Changing the text breaks deployed rules."""
+
+
+def _record_field(value: str) -> str:
+    """`value` as a JSON string in which a quote is written `\\u0022`: a `"` in the record then only ever bounds a
+    field, so names with dots, spaces or dashes (`"My.Db"`, `"Order Lines"`) read back whole with a KQL `parse`
+    on `database="` ... `"`, and `parse_json` undoes the escapes. No literal quote inside also means that the
+    log redaction, which cuts a secret off at a quote, can never leave one behind that ends the field early."""
+    return '"' + json.dumps(value, ensure_ascii=False)[1:-1].replace('\\"', "\\u0022") + '"'
 
 
 @dataclass(frozen=True)
@@ -142,16 +153,18 @@ def build_alert(body: str, *, queue_name: str, message_id: str, dequeue_count: i
         dimensions = _dimensions(notification, queue_name, message_id, dequeue_count)
     schemas.validate(schemas.ALERT, dimensions)
     level = logging.ERROR if notification is None else level_for(dimensions["failureStatus"])
-    args = tuple(
-        value or "?"
-        for value in (
-            dimensions["errorCode"],
-            dimensions["failureStatus"],
-            dimensions["database"],
-            dimensions["table"],
-            dimensions["blobName"] or dimensions["blobPath"],
-            dimensions["origin"],
-            dimensions["details"][:MESSAGE_DETAILS_LIMIT],
-        )
+    args = (
+        _record_field(dimensions["errorCode"]),
+        dimensions["failureStatus"],
+        _record_field(dimensions["database"]),
+        _record_field(dimensions["table"]),
+        *(
+            value or "?"
+            for value in (
+                dimensions["blobName"] or dimensions["blobPath"],
+                dimensions["origin"],
+                dimensions["details"][:MESSAGE_DETAILS_LIMIT],
+            )
+        ),
     )
     return Alert(level=level, args=args, dimensions=dimensions, notification=notification)

@@ -1,4 +1,4 @@
-"""Housekeeping timer body: poison queues, due digests, and the app's expired state.
+"""Housekeeping timer body: poison queues, Event Grid dead letters, due digests, and the app's expired state.
 
 Expired ledger slots and alert markers only cost storage, never correctness (neither counts once out of
 its window), so a storage error while deleting them is logged and left to the next tick.
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
+from shared.dead_letters import recover_dead_letters
 from shared.poison import watch_poison_queues
 from shared.sinks import flush_digests
 
@@ -21,8 +22,10 @@ logger = logging.getLogger(__name__)
 
 
 def housekeep(services: Services) -> None:
-    """Alert on poison-queue messages, send the digests whose window closed, delete expired ledger slots and markers."""
+    """Alert on poison-queue messages, record or alert every dead-lettered Event Grid event, send the digests whose
+    window closed, delete expired ledger slots and markers."""
     watch_poison_queues(services)
+    recover_dead_letters(services)
     flush_digests(services)
     try:
         slots = services.ledger.forget_expired()

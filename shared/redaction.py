@@ -5,8 +5,9 @@ connection string holds an account key. None of that may leave the process in a 
 string that does goes through `redact()`, which also sees through percent-encoding (`sig%3D…`, `%26sig%253D…`)
 and through a text that is one base64 string (a queue message as stored).
 
-Log records are covered without relying on each call site: `install_redaction()` (called by function_app.py,
-the local host and the emulator) redacts every record of the process and escapes its control and bidi
+Log records are covered without relying on each call site: `install_redaction()` (called through
+`shared.app_logging.configure_app_logging()` when function_app.py is imported, and by the local host and the
+emulator) redacts every record of the process and escapes its control and bidi
 characters (`shared.names.printable`), so a crafted blob name cannot forge a log line either.
 """
 
@@ -215,7 +216,8 @@ def install_redaction(*handlers: logging.Handler) -> None:
       cleans what the factory cannot see, because `Logger.makeRecord` sets a record's `extra` fields (such as
       `custom_dimensions`) only after the factory returns.
 
-    function_app.py calls this at import; the local host and the emulator call it when they set up logging.
+    function_app.py calls this at import (through `shared.app_logging`); the local host and the emulator call it
+    when they set up logging.
     """
     factory = logging.getLogRecordFactory()
     if not isinstance(factory, _RedactingRecordFactory):

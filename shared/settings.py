@@ -2,8 +2,15 @@
 
 Every setting the app reads is named here and nowhere else (the README table, `local.settings.example.json`
 and the Bicep app settings are checked against `SETTING_NAMES` by the drift test). A missing or invalid
-value raises `SettingsError` naming the setting and the fix, so a misconfigured deployment fails at start-up
-with one readable line instead of failing blob by blob later.
+value raises `SettingsError` naming the setting and the fix, so a misconfigured deployment fails with one
+readable line instead of failing blob by blob later.
+
+The worker loads them with `disable_invalid_features=True` (`shared.services`): then an invalid setting of one
+of the `FEATURES` (the webhook, digests, quarantine, deletion on success, the blob trigger's source, a timer's
+schedule) does not raise. The feature gets its "off" value and `Settings.disabled` maps it to the one-line
+reason, so a bad optional setting turns off only its own feature (or fails only its own function) and never
+ingestion or the log alert. A value Azure left as an unresolved `@Microsoft.KeyVault(...)` reference is named
+as such, in any setting.
 """
 
 from __future__ import annotations
@@ -15,9 +22,9 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
 from shared.names import quoted
@@ -38,6 +45,25 @@ QUEUE_MODE_REPORT_LEVELS = ("FailuresOnly", "FailuresAndSuccesses")
 QUEUE_MODE_REPORT_METHODS = ("Queue", "QueueAndTable")
 """What queue mode accepts: with `Table` failure reports never reach the queue that queue mode relays as alerts."""
 WEBHOOK_FORMATS = ("json", "teams", "slack")
+BLOB_TRIGGER_FALLBACK = "EventGrid"
+"""The blob trigger's source when BLOB_TRIGGER_SOURCE is unset, and at indexing when it is invalid (its function
+then fails every run): the source the Azure deployment uses and the only one Flex Consumption runs, so the trigger
+still fires and each run says what is wrong (polling would not run at all on Flex Consumption)."""
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+"""How an app setting Azure could not resolve from Key Vault reaches the app: the reference's own text."""
+FEATURES: dict[str, str] = {
+    "webhook": "the webhook is off: alerts are log records only",
+    "digest": "digests are off: each alert goes to the webhook on its own",
+    "quarantine": "quarantine is off: permanently failed blobs stay in the staging container",
+    "delete_on_success": "deletion on success is off: ingested blobs stay in the staging container",
+    "blob_trigger": f"the blob trigger is indexed with source {BLOB_TRIGGER_FALLBACK} and every run of it fails",
+    "submit_timer": "the submission timer does not run, or fails every run",
+    "track_timer": "the outcome tracker does not run, or fails every run",
+    "housekeeping_timer": "the housekeeping timer does not run, or fails every run",
+}
+"""Feature -> what the app does while an invalid setting disables it (`Settings.disabled`). The first four are
+optional: their functions run without them. The others are settings of one function only, which fails every
+run (or which the host cannot start), while the other functions run."""
 SENDING_LEASE_MARGIN_SECONDS = 60
 ROUTING_RULES_MAX_BYTES = 1024 * 1024
 """Largest rules file read (a path to a device or a huge file must not hang or exhaust the worker at start)."""
@@ -145,6 +171,10 @@ class Settings:
     state_container: str = "ingest-state"
     duplicate_window_seconds: int = 3600
     housekeeping_schedule: str = "0 * * * * *"
+    dead_letter_container: str = "ingest-deadletter"
+    disabled: Mapping[str, str] = field(default_factory=dict)
+    """Feature (a key of `FEATURES`) -> the one-line reason an invalid setting disabled it; its fields above hold
+    the feature's "off" value. Filled only by `load_settings(disable_invalid_features=True)`."""
 
     @property
     def pending_poison_queue(self) -> str:
@@ -213,6 +243,7 @@ SETTING_NAMES: dict[str, str] = {
     "STATE_CONTAINER": "container of the app's own state: digest windows, the submission ledger, alert markers",
     "DUPLICATE_WINDOW_SECONDS": "how long a submitted blob version or a raised alert is remembered, so a repeat is dropped",
     "HOUSEKEEPING_SCHEDULE": "NCRONTAB schedule of the poison-queue watcher, the digest flush and state clean-up",
+    "DEAD_LETTER_CONTAINER": "container of the staging account where Event Grid dead-letters BlobCreated events it gave up on",
 }
 
 
@@ -265,13 +296,47 @@ def _guid(name: str, value: str, what: str) -> str:
     return value
 
 
+_T = TypeVar("_T")
+_UNREADABLE = (ArithmeticError, LookupError, OSError, RecursionError, TypeError, ValueError)
+"""What a hostile value might still raise while being parsed (SettingsError is a ValueError too)."""
+
+
+def _unreadable(name: str, error: Exception) -> SettingsError:
+    """`error` as one line naming the setting `name`: a SettingsError as it is, any other error by its type only."""
+    if isinstance(error, SettingsError):
+        return error
+    # Never chained or quoted: the value may be a secret.
+    return SettingsError(
+        f"{name}: its value could not be read ({type(error).__name__}); check it against the README settings table"
+    )
+
+
 class _Reader:
     """Reads raw values and turns bad ones into SettingsError with the setting's name."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
+    def __init__(self, values: Mapping[str, str], disable_invalid_features: bool = False) -> None:
         self._values = values
+        self._disable_invalid_features = disable_invalid_features
         self.current = "settings"
         """The setting being read: the last-resort error in `load_settings` names it."""
+        self.disabled: dict[str, str] = {}
+        """Feature -> reason, for `Settings.disabled`."""
+
+    def optional(self, feature: str, off: _T, read: Callable[[], _T]) -> _T:
+        """`read()`, the value(s) of one of the `FEATURES`; when it refuses them, see `disable`."""
+        try:
+            return read()
+        except _UNREADABLE as error:
+            return self.disable(feature, off, error)
+
+    def disable(self, feature: str, off: _T, error: Exception) -> _T:
+        """Raise `error` as a SettingsError naming the setting; or, when invalid features are disabled, record the
+        feature as disabled with that one line (the first reason is kept) and return its `off` value."""
+        reason = _unreadable(self.current, error)
+        if not self._disable_invalid_features:
+            raise reason from None
+        self.disabled.setdefault(feature, str(reason))
+        return off
 
     def raw(self, name: str) -> str | None:
         """The value without surrounding ASCII spaces, tabs and line breaks; None when that leaves nothing.
@@ -285,7 +350,15 @@ class _Reader:
             return None
         if not isinstance(value, str):
             raise SettingsError(f"{name}: is a {type(value).__name__}, not text; set it to text")
-        return value.strip(_ASCII_SPACE) or None
+        value = value.strip(_ASCII_SPACE)
+        if value[: len(KEY_VAULT_REFERENCE)].lower() == KEY_VAULT_REFERENCE.lower():
+            # Azure hands over the reference's text when it cannot resolve it; never quoted (it names the secret).
+            raise SettingsError(
+                f"{name}: is an unresolved Key Vault reference (the app got the @Microsoft.KeyVault(...) text, not the "
+                "secret); give the app's managed identity the Key Vault Secrets User role on the vault, check the "
+                "reference's secret URI and that the secret exists, then restart the app"
+            )
+        return value or None
 
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default
@@ -601,6 +674,23 @@ def _webhook_secret(reader: _Reader) -> str:
     return secret
 
 
+def _webhook(reader: _Reader, local: bool) -> dict[str, str]:
+    """The webhook's settings, one feature: with an invalid format or secret the webhook is not used at all (never
+    sent unsigned, or in a shape its receiver refuses)."""
+    return {
+        "alert_webhook_url": _webhook_url(reader, local),
+        "alert_webhook_format": reader.choice("ALERT_WEBHOOK_FORMAT", "json", WEBHOOK_FORMATS),
+        "alert_webhook_secret": _webhook_secret(reader),
+    }
+
+
+def _quarantine_container(reader: _Reader, staging_container: str) -> str:
+    quarantine = reader.container("QUARANTINE_CONTAINER", "")
+    if quarantine == staging_container:
+        raise SettingsError("QUARANTINE_CONTAINER: must differ from STAGING_CONTAINER (quarantined blobs would be re-ingested)")
+    return quarantine
+
+
 def _outcome_settings(reader: _Reader, staging_container: str, local: bool) -> dict[str, Any]:
     """Settings of the outcome tracker, blob outcomes and alert sinks (validated together: some depend on others)."""
     initial = reader.number("TRACKING_POLL_INITIAL_SECONDS", 10, 1, 3600)
@@ -609,48 +699,71 @@ def _outcome_settings(reader: _Reader, staging_container: str, local: bool) -> d
         raise SettingsError(
             f"TRACKING_POLL_MAX_SECONDS: {longest} is below TRACKING_POLL_INITIAL_SECONDS ({initial}); raise it or lower that"
         )
-    quarantine = reader.container("QUARANTINE_CONTAINER", "")
-    if quarantine == staging_container:
-        raise SettingsError("QUARANTINE_CONTAINER: must differ from STAGING_CONTAINER (quarantined blobs would be re-ingested)")
+    quarantine = reader.optional("quarantine", "", lambda: _quarantine_container(reader, staging_container))
     state = reader.container("STATE_CONTAINER", "ingest-state")
-    if state in (staging_container, quarantine):
+    if state == staging_container:
         raise SettingsError("STATE_CONTAINER: must differ from STAGING_CONTAINER and QUARANTINE_CONTAINER")
+    if quarantine and quarantine == state:
+        # Blamed on the optional setting, so that it turns off quarantine only.
+        quarantine = reader.disable(
+            "quarantine", "", SettingsError("QUARANTINE_CONTAINER: must differ from STATE_CONTAINER (the app's own state)")
+        )
+    dead_letter = reader.container("DEAD_LETTER_CONTAINER", "ingest-deadletter")
+    if dead_letter in (staging_container, state, quarantine):
+        # Housekeeping deletes every blob of this container once it has read it.
+        raise SettingsError("DEAD_LETTER_CONTAINER: must differ from STAGING_CONTAINER, STATE_CONTAINER and QUARANTINE_CONTAINER")
     return {
-        "track_schedule": reader.schedule("TRACK_SCHEDULE", "*/15 * * * * *"),
+        "track_schedule": _timer_schedule(reader, "track_timer", "TRACK_SCHEDULE", "*/15 * * * * *"),
         "tracking_horizon_seconds": reader.number("TRACKING_HORIZON_SECONDS", 6 * 3600, 1, 7 * 24 * 3600),
         "tracking_poll_initial_seconds": initial,
         "tracking_poll_max_seconds": longest,
         "tracking_max_per_run": reader.number("TRACKING_MAX_PER_RUN", 512, 1, 100_000),
         "resubmit_max_attempts": reader.number("RESUBMIT_MAX_ATTEMPTS", 3, 0, 100),
         "quarantine_container": quarantine,
-        "delete_on_success": reader.flag("DELETE_ON_SUCCESS", False),
-        "alert_webhook_url": _webhook_url(reader, local),
-        "alert_webhook_format": reader.choice("ALERT_WEBHOOK_FORMAT", "json", WEBHOOK_FORMATS),
-        "alert_webhook_secret": _webhook_secret(reader),
-        "alert_digest_window_seconds": reader.number("ALERT_DIGEST_WINDOW_SECONDS", 900, 0, 7 * 24 * 3600),
+        "delete_on_success": reader.optional("delete_on_success", False, lambda: reader.flag("DELETE_ON_SUCCESS", False)),
+        **reader.optional("webhook", {"alert_webhook_url": ""}, lambda: _webhook(reader, local)),
+        "alert_digest_window_seconds": reader.optional(
+            "digest", 0, lambda: reader.number("ALERT_DIGEST_WINDOW_SECONDS", 900, 0, 7 * 24 * 3600)
+        ),
         "state_container": state,
         "duplicate_window_seconds": reader.number("DUPLICATE_WINDOW_SECONDS", 3600, 300, 7 * 24 * 3600),
-        "housekeeping_schedule": reader.schedule("HOUSEKEEPING_SCHEDULE", "0 * * * * *"),
+        "housekeeping_schedule": _timer_schedule(reader, "housekeeping_timer", "HOUSEKEEPING_SCHEDULE", "0 * * * * *"),
+        "dead_letter_container": dead_letter,
     }
 
 
-def load_settings(values: Mapping[str, str] | None = None) -> Settings:
+def load_settings(values: Mapping[str, str] | None = None, *, disable_invalid_features: bool = False) -> Settings:
     """Read and validate every setting from `values` (default: the process environment).
 
     Every invalid value raises SettingsError, one line naming the setting: the checks below name it themselves,
     and any other error a hostile value might still raise while being parsed is turned into one naming the
-    setting being read.
+    setting being read. With `disable_invalid_features` (the worker), an invalid setting of one of the
+    `FEATURES` does not raise: the feature is off and `Settings.disabled` says why.
     """
-    reader = _Reader(os.environ if values is None else values)
+    reader = _Reader(os.environ if values is None else values, disable_invalid_features)
     try:
         return _load(reader)
-    except SettingsError:
-        raise
-    except (ArithmeticError, LookupError, OSError, RecursionError, TypeError, ValueError) as error:
-        # Never chained or quoted: the value may be a secret.
-        raise SettingsError(
-            f"{reader.current}: its value could not be read ({type(error).__name__}); check it against the README settings table"
-        ) from None
+    except _UNREADABLE as error:
+        raise _unreadable(reader.current, error) from None
+
+
+def blob_trigger_source_at_indexing(values: Mapping[str, str] | None = None) -> str:
+    """The blob trigger's source, for `function_app.py` to index with: BLOB_TRIGGER_SOURCE alone is read, and an
+    invalid value gives `BLOB_TRIGGER_FALLBACK` instead of an error, so that the app is always indexed (the
+    worker then fails every run of the blob trigger with the reason, `Settings.disabled["blob_trigger"]`)."""
+    try:
+        return _blob_trigger_source(_Reader(os.environ if values is None else values))
+    except _UNREADABLE:
+        return BLOB_TRIGGER_FALLBACK
+
+
+def _blob_trigger_source(reader: _Reader) -> str:
+    return reader.choice("BLOB_TRIGGER_SOURCE", BLOB_TRIGGER_FALLBACK, BLOB_TRIGGER_SOURCES)
+
+
+def _timer_schedule(reader: _Reader, feature: str, name: str, default: str) -> str:
+    """A timer's schedule: only that timer needs it (the host reads it from `%NAME%`), so it is one of the `FEATURES`."""
+    return reader.optional(feature, default, lambda: reader.schedule(name, default))
 
 
 def _load(reader: _Reader) -> Settings:
@@ -698,8 +811,8 @@ def _load(reader: _Reader) -> Settings:
         staging=staging,
         kusto_ingest_uri=ingest_uri,
         staging_container=container,
-        blob_trigger_source=reader.choice("BLOB_TRIGGER_SOURCE", "EventGrid", BLOB_TRIGGER_SOURCES),
-        submit_schedule=reader.schedule("SUBMIT_SCHEDULE", "*/10 * * * * *"),
+        blob_trigger_source=reader.optional("blob_trigger", BLOB_TRIGGER_FALLBACK, lambda: _blob_trigger_source(reader)),
+        submit_schedule=_timer_schedule(reader, "submit_timer", "SUBMIT_SCHEDULE", "*/10 * * * * *"),
         drain_time_budget_seconds=reader.number("DRAIN_TIME_BUDGET_SECONDS", 60.0, 1, 3600, integer=False),
         submit_concurrency=reader.number("SUBMIT_CONCURRENCY", 8, 1, 64),
         max_blobs_per_batch=reader.number("MAX_BLOBS_PER_BATCH", 20, 1, 1000),
@@ -720,6 +833,7 @@ def _load(reader: _Reader) -> Settings:
         report_method=report_method,
         **queues,
         **_outcome_settings(reader, container, local),
+        disabled=dict(reader.disabled),
     )
     if settings.duplicate_window_seconds < settings.pending_visibility_timeout_seconds:
         # A pending message held by a run that died comes back after the visibility timeout: the ledger must still know it.

@@ -140,6 +140,8 @@ def _sent_alone(chunk: Chunk[PendingItem]) -> bool:
 def submit_pending_blobs(services: Services, *, clock: Callable[[], float] = time.monotonic) -> DrainReport:
     """Drain the pending queue into Kusto within the time budget; see the module docstring for each outcome."""
     report = _Drain(services, clock).run()
+    if not report.received:
+        return report  # an idle tick (every SUBMIT_SCHEDULE): a line for each would be most of the app's traces
     logger.info(
         "drain finished: received %d, submitted %d blobs in %d operations, %d duplicates, %d deferred, %d rejected, "
         "%d malformed, %d refused, %d poisoned, %d timed out, %d in doubt%s",

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import azure.functions as func
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobServiceClient, ContainerClient
@@ -61,15 +62,22 @@ def start_host(storage: Storage) -> Iterator[HostFactory]:
     started: list[LocalHost] = []
 
     def start(
-        recorder: Recorder,
+        recorder: Recorder | None = None,
         queues: QueueOptions = FAST_QUEUES,
         blobs: BlobOptions | None = None,
         run_on_startup: bool = False,
         queue_lease_seconds: int = 2,
+        app: func.FunctionApp | None = None,
+        options: HostOptions | None = None,
     ) -> LocalHost:
+        """The recording app for `recorder`, or another `app`; `options` (host.json) replaces `queues` and `blobs`."""
+        if app is None:
+            assert recorder is not None, "give a Recorder for the recording app, or an app"
+            app = build_app(recorder, run_on_startup)
         host = LocalHost(
-            build_app(recorder, run_on_startup),
-            HostOptions(queues=queues, blobs=blobs or BlobOptions(max_degree_of_parallelism=4, poison_blob_threshold=3)),
+            app,
+            options
+            or HostOptions(queues=queues, blobs=blobs or BlobOptions(max_degree_of_parallelism=4, poison_blob_threshold=3)),
             storage.host_id,
             Path(__file__).parent,
             blob_scan_interval=0.1,

@@ -50,6 +50,8 @@ def test_setting_expressions_are_resolved_and_a_missing_setting_is_named() -> No
     assert resolve("plain/{name}", values) == "plain/{name}"
     with pytest.raises(ConfigError, match="app setting FAILURES_QUEUE is not set"):
         resolve("%FAILURES_QUEUE%", values)
+    with pytest.raises(ConfigError, match="'%FAILURES_QUEUE%' does not resolve to a value"):  # the host's words
+        resolve("%FAILURES_QUEUE%", values)
 
 
 def test_host_json_queue_and_blob_options(tmp_path: Path) -> None:
@@ -114,3 +116,27 @@ def test_connections_need_a_connection_string_locally() -> None:
         connection_string("StagingStorage", {"StagingStorage__blobServiceUri": "https://a.blob.core.windows.net"})
     with pytest.raises(ConfigError, match="app setting AzureWebJobsStorage is not set"):
         connection_string("", {})
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, 1800.0),  # the host's default off Consumption: 30 minutes
+        ("00:00:01", 1.0),
+        ("00:10:00", 600.0),
+        ("1.00:00:00", 86400.0),
+        ("-1", None),  # no limit
+    ],
+)
+def test_function_timeout_is_read_like_the_host_reads_it(tmp_path: Path, value: str | None, expected: float | None) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps({"version": "2.0"} if value is None else {"version": "2.0", "functionTimeout": value}))
+    assert load_host_options(path).function_timeout == expected
+
+
+@pytest.mark.parametrize("value", ["00:00:00.5", "00:00:00", "10 minutes"])
+def test_a_function_timeout_below_a_second_or_not_a_timespan_is_refused(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "host.json"
+    path.write_text(json.dumps({"functionTimeout": value}))
+    with pytest.raises(ConfigError, match=r"host\.json functionTimeout"):
+        load_host_options(path)

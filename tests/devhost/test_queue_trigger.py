@@ -1,13 +1,19 @@
-"""Queue trigger through Azurite: base64 decoding, message metadata, retries, poison and hand-back on stop."""
+"""Queue trigger through Azurite: base64 decoding, the worker's converter, metadata, retries, poison, hand-back on stop."""
 
 from __future__ import annotations
 
 import base64
+import logging
 import threading
+from pathlib import Path
 
-from azure.functions.queue import QueueMessage
+import azure.functions as func
+import pytest
+from azure.functions.meta import Datum
+from azure.functions.queue import QueueMessage, QueueMessageInConverter
 
 from devhost.config import QueueOptions
+from devhost.invocation import FunctionInvoker, TypedData, WorkerPool
 from tests.devhost.apps.recording_app import Recorder, wait_until
 from tests.devhost.conftest import FAST_QUEUES, HostFactory, Storage, peek_contents
 
@@ -74,3 +80,59 @@ def test_a_message_abandoned_on_stop_reappears(storage: Storage, start_host: Hos
     message = wait_until(lambda: again.of("queue"))[0]
     recorder.block.set()
     assert (message.get_body(), message.dequeue_count) == (b"slow", 2)
+
+
+def test_messages_reach_the_function_through_the_library_converter(
+    storage: Storage, start_host: HostFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded: list[tuple[Datum, dict[str, Datum], QueueMessage]] = []
+    original = QueueMessageInConverter.decode
+
+    def spy(data: Datum, *, trigger_metadata: dict[str, Datum]) -> QueueMessage:
+        message = original(data, trigger_metadata=trigger_metadata)
+        decoded.append((data, trigger_metadata, message))
+        return message
+
+    monkeypatch.setattr(QueueMessageInConverter, "decode", staticmethod(spy))
+    recorder = Recorder()
+    start_host(recorder)
+    sent = storage.queue.send_message(encoded("h\u00e9llo"))
+
+    received = wait_until(lambda: recorder.of("queue"))[0]
+    ((payload, metadata, built),) = decoded
+    assert received is built
+    assert (payload.type, payload.value) == ("string", "h\u00e9llo")  # a string, as the host sends it without dataType
+    assert {name: datum.type for name, datum in metadata.items()} == {
+        "QueueTrigger": "string",
+        "Id": "string",
+        "PopReceipt": "string",
+        "DequeueCount": "json",
+        "InsertionTime": "json",
+        "ExpirationTime": "json",
+        "NextVisibleTime": "json",
+    }
+    assert (received.id, received.dequeue_count, received.get_body()) == (sent.id, 1, "h\u00e9llo".encode())
+    assert (received.insertion_time, received.expiration_time) == (sent.inserted_on, sent.expires_on)
+
+
+def test_a_json_payload_fails_the_invocation_as_the_workers_converter_refuses_it(caplog: pytest.LogCaptureFixture) -> None:
+    app = func.FunctionApp()
+    calls: list[QueueMessage] = []
+
+    @app.queue_trigger(arg_name="message", queue_name="q", connection="C")
+    def on_message(message: func.QueueMessage) -> None:
+        calls.append(message)
+
+    (function,) = app.get_functions()
+    worker = WorkerPool(1)
+    invoker = FunctionInvoker(function, Path(), worker)
+    metadata = {"Id": Datum("m1", "string"), "DequeueCount": Datum("1", "json")}
+    try:
+        assert invoker.invoke(TypedData(Datum('{"blob": "a.csv"}', "json"), metadata), "json payload") is False
+        assert invoker.invoke(TypedData(Datum('{"blob": "a.csv"}', "string"), metadata), "string payload") is True
+    finally:
+        worker.shutdown()
+    assert [(message.id, message.get_json()) for message in calls] == [("m1", {"blob": "a.csv"})]
+    (failure,) = [record.getMessage() for record in caplog.records if record.levelno == logging.ERROR]
+    assert failure.startswith("on_message (json payload) failed in ")
+    assert failure.endswith(" ms: NotImplementedError: unsupported queue payload type: json")

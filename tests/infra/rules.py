@@ -67,6 +67,11 @@ ROLE_RULES: dict[str, RoleRule] = {
         frozenset({CONTAINER}),
         "the Kusto cluster only reads staged blobs: the staging container only",
     ),
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": RoleRule(
+        "Storage Blob Data Contributor",
+        frozenset({CONTAINER}),
+        "Event Grid's system topic writes undeliverable events to the dead-letter container: that container only",
+    ),
     "db58b8e5-c6ad-4a2a-8342-4190687cbf4a": RoleRule(
         "Storage Blob Delegator",
         frozenset({STORAGE_ACCOUNT}),
@@ -268,6 +273,32 @@ def check_role_assignments(parsed: BicepFile) -> list[str]:
     return problems
 
 
+SCHEDULED_QUERY_RULE = "Microsoft.Insights/scheduledQueryRules"
+ACTION_GROUP = "Microsoft.Insights/actionGroups"
+
+
+def check_scheduled_query_rules(parsed: BicepFile) -> list[str]:
+    """Log alert rules skip query validation and notify a declared action group.
+
+    On a first deployment the App Insights component a rule queries was created moments earlier and ARM's
+    validation of the query against it can fail the whole deployment, so `skipQueryValidation` must be the
+    literal true. A rule that names no action group fires into the portal only.
+    """
+    action_groups = {group.symbol for group in parsed.resources_of_type(ACTION_GROUP) if not group.existing}
+    problems = []
+    for rule in parsed.resources_of_type(SCHEDULED_QUERY_RULE):
+        if rule.existing:
+            continue
+        skip = rule.property_path("properties", "skipQueryValidation")
+        if literal(skip) is not True:
+            found = text(skip) if skip is not None else "not set"
+            problems.append(f"{_where(parsed, rule)}: properties.skipQueryValidation must be the literal true (found {found})")
+        groups = rule.property_path("properties", "actions", "actionGroups")
+        if groups is None or not identifiers(groups) & action_groups:
+            problems.append(f"{_where(parsed, rule)}: properties.actions.actionGroups must name an action group declared here")
+    return problems
+
+
 SECURITY_RULES = (
     check_storage_hardening,
     check_no_key_listing,
@@ -276,3 +307,5 @@ SECURITY_RULES = (
     check_flex_settings,
     check_role_assignments,
 )
+
+ALERTING_RULES = (check_scheduled_query_rules,)

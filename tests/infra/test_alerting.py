@@ -49,7 +49,8 @@ def test_query_extracts_the_dimensions_from_a_real_alert_record(caplog: pytest.L
 
 def test_alert_rule_splits_by_the_query_columns() -> None:
     alerting = parse_file(INFRA_DIR / "alerting.bicep")
-    (rule,) = alerting.resources_of_type("Microsoft.Insights/scheduledQueryRules")
+    rule = alerting.resource("failureAlert")
+    assert rule is not None and rule.type == "Microsoft.Insights/scheduledQueryRules"
     criteria = rule.property_path("properties", "criteria", "allOf")
     assert criteria is not None
     (condition,) = criteria.named_children

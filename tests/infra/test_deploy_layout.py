@@ -47,6 +47,7 @@ def _run_script(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     full_env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "AZURE_SUBSCRIPTION_ID": "00000000-0000-0000-0000-000000000000",
         "AZURE_RESOURCE_GROUP": "rg-test",
         "AZURE_FUNCTION_APP_NAME": "func-test",
         "EVENT_GRID_SYSTEM_TOPIC_NAME": "evgt-test",

@@ -235,3 +235,54 @@ def test_drift_is_caught_in_both_directions() -> None:
 def test_stale_alternatives_are_caught() -> None:
     problems = alternatives_problems({"StagingStorage"})
     assert any("StagingStorage__blobServiceUri" in p for p in problems), problems
+
+
+ALERT_RULE = """
+resource group 'Microsoft.Insights/actionGroups@2023-01-01' = {
+  name: 'ag'
+  location: 'global'
+}
+resource rule 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'r'
+  properties: {
+%(skip)s
+    actions: {
+      actionGroups: %(groups)s
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"skip": ""}, "skipQueryValidation must be the literal true (found not set)"),
+        ({"skip": "    skipQueryValidation: false"}, "skipQueryValidation must be the literal true (found false)"),
+        ({"groups": "[]"}, "must name an action group"),
+        ({"groups": "['/subscriptions/x/some/other/group']"}, "must name an action group"),
+    ],
+)
+def test_alert_rule_breakage_is_caught(override: dict[str, str], expected: str) -> None:
+    values = {"skip": "    skipQueryValidation: true", "groups": "[group.id]", **override}
+    parsed = parse_source(ALERT_RULE % values)
+    assert parsed.syntax_errors() == []
+    problems = rules.check_scheduled_query_rules(parsed)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_well_formed_alert_rule_passes() -> None:
+    parsed = parse_source(ALERT_RULE % {"skip": "    skipQueryValidation: true", "groups": "hasReceivers ? [group.id] : []"})
+    assert rules.check_scheduled_query_rules(parsed) == []
+
+
+def test_a_dead_letter_writer_outside_its_container_is_caught() -> None:
+    """Storage Blob Data Contributor (Event Grid's dead-letter writer) may only sit on a container."""
+    snippet = _role(role="storageBlobDataContributorRoleId").replace(
+        "var contributorRoleId",
+        "var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'\nvar contributorRoleId",
+    )
+    problems = rules.check_role_assignments(parse_source(snippet))
+    assert any("Storage Blob Data Contributor is scoped to storage" in p for p in problems), problems
+    on_container = snippet.replace("scope: storage\n", "scope: storage::blobService::staging\n")
+    assert rules.check_role_assignments(parse_source(on_container)) == []

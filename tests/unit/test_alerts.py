@@ -78,8 +78,8 @@ def test_record_message_and_dimensions(caplog: pytest.LogCaptureFixture) -> None
     assert record.msg.startswith(ALERT_KEY + " ")
     assert record.getMessage() == alert.message
     assert record.getMessage().startswith(
-        "KUSTO_INGESTION_FAILURE errorCode=BadRequest_MappingReferenceWasNotFound failureStatus=Permanent "
-        "target=Telemetry.Events blob=Telemetry/Events/x.csv origin=ingestion details=Mapping 'm1' was not found"
+        'KUSTO_INGESTION_FAILURE errorCode="BadRequest_MappingReferenceWasNotFound" failureStatus=Permanent '
+        'database="Telemetry" table="Events" blob=Telemetry/Events/x.csv origin=ingestion details=Mapping \'m1\' was not found'
     )
     dimensions = record.custom_dimensions
     assert dimensions == alert.dimensions
@@ -190,7 +190,7 @@ def test_malformed_notifications_still_alert_at_error(caplog: pytest.LogCaptureF
     assert record.levelno == logging.ERROR == alert.level
     assert alert.error_code == MALFORMED_NOTIFICATION
     assert alert.notification is None
-    assert record.getMessage().startswith(f"{ALERT_KEY} errorCode={MALFORMED_NOTIFICATION} failureStatus=Permanent")
+    assert record.getMessage().startswith(f'{ALERT_KEY} errorCode="{MALFORMED_NOTIFICATION}" failureStatus=Permanent')
     dimensions = record.custom_dimensions
     schemas.validate(schemas.ALERT, dimensions)
     assert problem in dimensions["validationError"]

@@ -10,15 +10,18 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import azurefunctions.extensions.bindings.blob as blob_types
 import pytest
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
 from azurefunctions.extensions.base import meta
 
-from shared.settings import SettingsError
+from shared import services
+from shared.settings import SETTING_NAMES, SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENT = {
@@ -134,9 +137,177 @@ def test_the_blob_trigger_source_follows_the_setting() -> None:
     assert trigger(blob)["source"] == "EventGrid"
 
 
-def test_invalid_settings_stop_the_import_with_the_settings_name() -> None:
-    with pytest.raises(SettingsError, match=r"^BLOB_TRIGGER_SOURCE:"):
-        import_function_app(ENVIRONMENT | {"BLOB_TRIGGER_SOURCE": "Polling"})
+# Issue #24, item 3: whatever the settings, all five functions are indexed; a function whose settings are invalid
+# fails each run with one ERROR line, and an invalid optional setting turns off only its feature.
+
+APP_FUNCTIONS = {"record_staged_blob", "submit_pending", "track_outcomes", "alert_on_failure", "housekeeping"}
+AZURE = {
+    "StagingStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+    "StagingStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+    "StagingStorage__credential": "managedidentity",
+    "KUSTO_INGEST_URI": "https://ingest-c.westeurope.kusto.windows.net",
+}
+"""App settings as Azure has them: identity-based staging storage, no connection string."""
+NO_KUSTO_URI = {name: value for name, value in AZURE.items() if name != "KUSTO_INGEST_URI"}
+UNRESOLVED = "@Microsoft.KeyVault(SecretUri=https://vault1.vault.azure.net/secrets/alert-webhook/)"
+"""What an app setting holds when Azure cannot resolve its Key Vault reference."""
+
+
+@pytest.fixture
+def app_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[dict[str, str]], dict[str, Any]]]:
+    """Set exactly the given app settings (every other setting the app reads unset) for the test, import
+    function_app.py with them and return its functions by name; the process's services are read afresh."""
+
+    def index(values: dict[str, str]) -> dict[str, Any]:
+        for name in SETTING_NAMES:
+            monkeypatch.delenv(name, raising=False)
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        services.forget_process_services()
+        module = import_function_app(values)
+        return {function.get_function_name(): function for function in module.app.get_functions()}
+
+    yield index
+    services.forget_process_services()
+
+
+def invoke(function: Any) -> None:
+    """Call a function's user code as the worker does, with an input of its trigger's type."""
+    body = function.get_user_function()
+    kind = trigger(function)["type"]
+    if kind == "blobTrigger":
+        body(blob=None)  # never reached: the settings are read first
+    elif kind == "queueTrigger":
+        body(message=QueueMessage(id="m-1", body=b"{}", dequeue_count=1, pop_receipt="p"))
+    else:
+        body(timer=TimerRequest(past_due=False))
+
+
+def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("values", "source"),
+    [
+        (NO_KUSTO_URI, "EventGrid"),
+        (AZURE | {"ALERT_WEBHOOK_URL": UNRESOLVED}, "EventGrid"),
+        (AZURE | {"BLOB_TRIGGER_SOURCE": "Polling"}, "EventGrid"),
+        (AZURE | {"BLOB_TRIGGER_SOURCE": UNRESOLVED}, "EventGrid"),
+        (NO_KUSTO_URI | {"BLOB_TRIGGER_SOURCE": "logsandcontainerscan"}, "LogsAndContainerScan"),
+        (AZURE | {"SUBMIT_SCHEDULE": "every minute", "ROUTING_RULES": "[{"}, "EventGrid"),
+        ({"KUSTO_INGEST_URI": UNRESOLVED, "StagingStorage": UNRESOLVED}, "EventGrid"),
+        ({}, "EventGrid"),
+    ],
+    ids=[
+        "required-setting-missing",
+        "webhook-unresolved",
+        "source-invalid",
+        "source-unresolved",
+        "source-valid",
+        "several-invalid",
+        "required-unresolved",
+        "nothing-set",
+    ],
+)
+def test_all_five_functions_are_indexed_whatever_the_settings(
+    app_settings: Callable[[dict[str, str]], dict[str, Any]], values: dict[str, str], source: str
+) -> None:
+    functions = app_settings(values)
+    assert set(functions) == APP_FUNCTIONS
+    assert trigger(functions["record_staged_blob"])["source"] == source
+
+
+@pytest.mark.parametrize(
+    ("values", "first_line"),
+    [
+        (NO_KUSTO_URI, "KUSTO_INGEST_URI: missing; set it to https://ingest-<cluster>.<region>.kusto.windows.net"),
+        (AZURE | {"KUSTO_INGEST_URI": UNRESOLVED}, "KUSTO_INGEST_URI: is an unresolved Key Vault reference"),
+    ],
+)
+def test_an_invalid_required_setting_fails_every_run_of_every_function_with_one_error_line(
+    app_settings: Callable[[dict[str, str]], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    values: dict[str, str],
+    first_line: str,
+) -> None:
+    functions = app_settings(values)
+    for name, function in sorted(functions.items()):
+        for _ in range(2):  # every run, not only the first: nothing is cached
+            caplog.clear()
+            with pytest.raises(SettingsError) as caught:
+                invoke(function)
+            line = str(caught.value)
+            assert line.startswith(first_line), line
+            assert line.endswith(f"({name} fails every run until this app setting is fixed)"), line
+            assert len(line.splitlines()) == 1 and "vault1" not in line, line
+            assert errors(caplog) == [f"APP_SETTING_INVALID {line}"]
+
+
+def test_an_invalid_blob_trigger_source_fails_every_run_of_the_blob_trigger_only(
+    app_settings: Callable[[dict[str, str]], dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    functions = app_settings(ENVIRONMENT | {"BLOB_TRIGGER_SOURCE": "Polling"})
+    assert trigger(functions["record_staged_blob"])["source"] == "EventGrid"
+    for run in range(2):
+        caplog.clear()
+        with pytest.raises(SettingsError) as caught:
+            invoke(functions["record_staged_blob"])
+        line = str(caught.value)
+        assert line == (
+            "BLOB_TRIGGER_SOURCE: 'Polling' is not one of EventGrid, LogsAndContainerScan "
+            "(record_staged_blob fails every run until this app setting is fixed)"
+        )
+        # The first run also reads the settings, and logs at ERROR every feature they disable.
+        at_start = [message for message in errors(caplog) if message.endswith("(read at start)")]
+        assert len(at_start) == (1 if run == 0 else 0)
+        assert errors(caplog)[-1] == f"APP_SETTING_INVALID {line}"
+
+
+def test_the_service_table_names_every_function_of_the_app(functions: dict[str, Any]) -> None:
+    assert set(services.FUNCTIONS) == set(functions) == APP_FUNCTIONS
+
+
+def test_a_disabled_feature_is_logged_at_start_and_by_the_functions_using_it_at_most_once_a_minute(
+    app_settings: Callable[[dict[str, str]], dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services, "ensure_queues", lambda _: None)  # no storage: the clients are never used here
+    app_settings(ENVIRONMENT | {"ALERT_WEBHOOK_URL": UNRESOLVED})
+    reason = "APP_SETTING_INVALID ALERT_WEBHOOK_URL: is an unresolved Key Vault reference"
+    fix = "; until it is fixed, the webhook is off: alerts are log records only"
+    caplog.set_level(logging.INFO)
+
+    settings = services.get_services("alert_on_failure").settings
+    assert settings.alert_webhook_url == "" and set(settings.disabled) == {"webhook"}
+    [at_start, by_run] = errors(caplog)
+    assert at_start.startswith(reason) and at_start.endswith(f"{fix} (read at start)")
+    assert by_run.startswith(reason) and by_run.endswith(f"{fix} (reported by alert_on_failure)")
+    assert "vault1" not in at_start + by_run
+
+    caplog.clear()
+    services.get_services("alert_on_failure")  # a burst of failure messages: not once per message
+    services.get_services("submit_pending")  # does not use the webhook
+    services.get_services("track_outcomes")
+    assert errors(caplog) == []
+    services.get_services("housekeeping")  # reports every disabled feature on each of its runs
+    [by_housekeeping] = errors(caplog)
+    assert by_housekeeping.startswith(reason) and by_housekeeping.endswith(f"{fix} (reported by housekeeping)")
+
+
+def test_a_function_reports_a_feature_again_after_about_a_minute() -> None:
+    interval = services.REPORT_INTERVAL_SECONDS
+    now = [100.0]
+    reports = services.DisabledReports(clock=lambda: now[0])
+    assert reports.due("housekeeping", "webhook")
+    assert not reports.due("housekeeping", "webhook")
+    assert reports.due("alert_on_failure", "webhook") and reports.due("housekeeping", "digest")
+    now[0] += interval - 0.1
+    assert not reports.due("housekeeping", "webhook")
+    now[0] += 0.1
+    assert reports.due("housekeeping", "webhook")
+    assert 50 <= interval <= 60  # a timer running every minute reports on each run, however spaced
 
 
 def test_host_json_configures_bundle_queues_blobs_and_sampling() -> None:
@@ -147,7 +318,7 @@ def test_host_json_configures_bundle_queues_blobs_and_sampling() -> None:
     assert (queues["maxDequeueCount"], queues["messageEncoding"]) == (5, "base64")
     assert 1 <= queues["batchSize"] <= 32
     assert host["extensions"]["blobs"]["poisonBlobThreshold"] == 5
-    assert host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"] == "Request"
+    assert host["logging"]["applicationInsights"]["samplingSettings"]["excludedTypes"] == "Request;Trace"
     assert host["functionTimeout"]
 
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from shared.settings import SETTING_NAMES, SettingsError, load_settings
+from shared import settings as settings_module
+from shared.settings import SETTING_NAMES, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = (
@@ -554,3 +557,184 @@ def test_a_huge_hostile_value_is_refused_quickly(name: str, value: str) -> None:
     started = time.perf_counter()
     refused(BASE | {name: value}, name)
     assert time.perf_counter() - started < 2
+
+
+# Issue #24, item 3: with `disable_invalid_features` (the worker), an invalid setting of a feature turns off that
+# feature only, and `Settings.disabled` says why; required settings still raise.
+
+UNRESOLVED = "@Microsoft.KeyVault(SecretUri=https://vault1.vault.azure.net/secrets/alert-webhook/)"
+HOOK = "https://hooks.example.com/alerts"
+OFF = {
+    "webhook": {"alert_webhook_url": "", "alert_webhook_format": "json", "alert_webhook_secret": ""},
+    "digest": {"alert_digest_window_seconds": 0},
+    "quarantine": {"quarantine_container": ""},
+    "delete_on_success": {"delete_on_success": False},
+    "blob_trigger": {"blob_trigger_source": "EventGrid"},
+    "submit_timer": {"submit_schedule": "*/10 * * * * *"},
+    "track_timer": {"track_schedule": "*/15 * * * * *"},
+    "housekeeping_timer": {"housekeeping_schedule": "0 * * * * *"},
+}
+"""Each feature's fields in Settings while it is disabled."""
+FEATURE_CASES = [
+    ({WEBHOOK: UNRESOLVED}, "webhook", "ALERT_WEBHOOK_URL: is an unresolved Key Vault reference"),
+    ({WEBHOOK: "https://169.254.169.254/hook"}, "webhook", "ALERT_WEBHOOK_URL:"),
+    ({WEBHOOK: "http://hooks.example.com/alerts"}, "webhook", "ALERT_WEBHOOK_URL: plain http is refused in Azure"),
+    ({WEBHOOK: HOOK, "ALERT_WEBHOOK_FORMAT": "xml"}, "webhook", "ALERT_WEBHOOK_FORMAT:"),
+    ({WEBHOOK: HOOK, "ALERT_WEBHOOK_SECRET": UNRESOLVED}, "webhook", "ALERT_WEBHOOK_SECRET: is an unresolved Key Vault"),
+    ({WEBHOOK: HOOK, "ALERT_WEBHOOK_SECRET": "key\ud800"}, "webhook", "ALERT_WEBHOOK_SECRET:"),
+    ({"ALERT_DIGEST_WINDOW_SECONDS": "15m"}, "digest", "ALERT_DIGEST_WINDOW_SECONDS:"),
+    ({"ALERT_DIGEST_WINDOW_SECONDS": "9" * 5000}, "digest", "ALERT_DIGEST_WINDOW_SECONDS:"),
+    ({"QUARANTINE_CONTAINER": "Quarantine_1"}, "quarantine", "QUARANTINE_CONTAINER:"),
+    ({"QUARANTINE_CONTAINER": "staging"}, "quarantine", "QUARANTINE_CONTAINER: must differ from STAGING_CONTAINER"),
+    ({"QUARANTINE_CONTAINER": "ingest-state"}, "quarantine", "QUARANTINE_CONTAINER: must differ from STATE_CONTAINER"),
+    ({"QUARANTINE_CONTAINER": UNRESOLVED}, "quarantine", "QUARANTINE_CONTAINER: is an unresolved Key Vault reference"),
+    ({"DELETE_ON_SUCCESS": "ture"}, "delete_on_success", "DELETE_ON_SUCCESS:"),
+    ({"BLOB_TRIGGER_SOURCE": "Polling"}, "blob_trigger", "BLOB_TRIGGER_SOURCE: 'Polling' is not one of"),
+    ({"SUBMIT_SCHEDULE": "every 10 seconds"}, "submit_timer", "SUBMIT_SCHEDULE:"),
+    ({"TRACK_SCHEDULE": "00:00:15"}, "track_timer", "TRACK_SCHEDULE:"),
+    ({"HOUSEKEEPING_SCHEDULE": UNRESOLVED}, "housekeeping_timer", "HOUSEKEEPING_SCHEDULE: is an unresolved Key Vault"),
+]
+
+
+def lenient(values: dict[str, str]) -> Settings:
+    return load_settings(values, disable_invalid_features=True)
+
+
+@pytest.mark.parametrize(("bad", "feature", "reason"), FEATURE_CASES)
+def test_an_invalid_feature_setting_turns_off_that_feature_only(bad: dict[str, str], feature: str, reason: str) -> None:
+    settings = lenient(AZURE | bad)
+    assert list(settings.disabled) == [feature]
+    line = settings.disabled[feature]
+    assert line.startswith(reason) and len(line.splitlines()) == 1, line
+    assert "vault1" not in line and "hooks.example.com" not in line  # a reference or a webhook URL is never quoted
+    assert {name: getattr(settings, name) for name in OFF[feature]} == OFF[feature]
+    # Every other setting is as if the bad value had not been set at all.
+    assert replace(settings, disabled={}) == replace(load_settings(AZURE), **OFF[feature])
+    # Without `disable_invalid_features` the same line is raised, as before.
+    with pytest.raises(SettingsError) as caught:
+        load_settings(AZURE | bad)
+    assert str(caught.value) == line
+
+
+def test_several_features_are_disabled_each_with_its_own_reason() -> None:
+    bad = {WEBHOOK: UNRESOLVED, "ALERT_WEBHOOK_SECRET": "key\ud800", "QUARANTINE_CONTAINER": "X", "DELETE_ON_SUCCESS": "2"}
+    settings = lenient(AZURE | bad)
+    assert settings.disabled.keys() == {"webhook", "quarantine", "delete_on_success"}
+    assert settings.disabled["webhook"].startswith("ALERT_WEBHOOK_URL:")  # the first reason is kept
+    assert (settings.kusto_ingest_uri, settings.alert_webhook_secret, settings.quarantine_container) == (
+        AZURE["KUSTO_INGEST_URI"],
+        "",
+        "",
+    )
+
+
+def test_valid_settings_disable_nothing_and_keep_every_feature() -> None:
+    values = AZURE | {
+        WEBHOOK: HOOK,
+        "ALERT_WEBHOOK_FORMAT": "teams",
+        "ALERT_WEBHOOK_SECRET": "key",
+        "QUARANTINE_CONTAINER": "quarantine",
+        "DELETE_ON_SUCCESS": "true",
+        "ALERT_DIGEST_WINDOW_SECONDS": "60",
+    }
+    settings = lenient(values)
+    assert settings.disabled == {}
+    assert settings == load_settings(values)
+    assert (settings.alert_webhook_url, settings.alert_webhook_format, settings.quarantine_container) == (
+        HOOK,
+        "teams",
+        "quarantine",
+    )
+
+
+@pytest.mark.parametrize(
+    ("bad", "name"),
+    [
+        ({"KUSTO_INGEST_URI": UNRESOLVED}, "KUSTO_INGEST_URI"),
+        ({"StagingStorage__queueServiceUri": "acct.queue"}, "StagingStorage__queueServiceUri"),
+        ({"STATE_CONTAINER": "State"}, "STATE_CONTAINER"),
+        ({"ROUTING_RULES": "[{"}, "ROUTING_RULES"),
+        ({"ALLOWED_TARGETS": UNRESOLVED}, "ALLOWED_TARGETS"),
+        ({"RESUBMIT_MAX_ATTEMPTS": "three"}, "RESUBMIT_MAX_ATTEMPTS"),
+        ({"DUPLICATE_WINDOW_SECONDS": "60"}, "DUPLICATE_WINDOW_SECONDS"),
+    ],
+)
+def test_a_required_setting_still_raises_when_features_may_be_disabled(bad: dict[str, str], name: str) -> None:
+    with pytest.raises(SettingsError, match=rf"^{name}:"):
+        lenient(AZURE | bad | {WEBHOOK: UNRESOLVED})
+
+
+@pytest.mark.parametrize("name", sorted(SETTING_NAMES))
+@pytest.mark.parametrize(
+    "reference",
+    [UNRESOLVED, "@microsoft.keyvault(VaultName=vault1;SecretName=s1)", "  @Microsoft.KeyVault(SecretUri=https://vault1/)\n"],
+)
+def test_an_unresolved_key_vault_reference_is_named_as_such_in_any_setting(name: str, reference: str) -> None:
+    values = (AZURE if name.startswith("StagingStorage__") else BASE) | {name: reference}
+    expected = f"{name}: is an unresolved Key Vault reference"
+    with pytest.raises(SettingsError) as caught:
+        load_settings(values)
+    line = str(caught.value)
+    assert line.startswith(expected) and "Key Vault Secrets User" in line and "vault1" not in line, line
+    try:
+        disabled = lenient(values).disabled
+    except SettingsError as error:
+        assert str(error) == line
+    else:
+        assert list(disabled.values()) == [line]
+
+
+@pytest.mark.parametrize(
+    ("value", "source"),
+    [
+        (None, "EventGrid"),
+        ("", "EventGrid"),
+        ("EventGrid", "EventGrid"),
+        (" logsandcontainerscan\n", "LogsAndContainerScan"),
+        ("Polling", "EventGrid"),
+        (UNRESOLVED, "EventGrid"),
+        ("LogsAndContainer\u0405can", "EventGrid"),
+        ("\ud800", "EventGrid"),
+        ("x" * 100_000, "EventGrid"),
+    ],
+)
+def test_the_blob_trigger_source_for_indexing_reads_that_setting_only_and_never_raises(value: str | None, source: str) -> None:
+    class OnlyTheSource(dict[str, str]):
+        def get(self, key: str, default: Any = None) -> Any:
+            assert key == "BLOB_TRIGGER_SOURCE", key
+            return super().get(key, default)
+
+    values = OnlyTheSource() if value is None else OnlyTheSource(BLOB_TRIGGER_SOURCE=value)
+    assert settings_module.blob_trigger_source_at_indexing(values) == source
+    # The worker then reads the same source, and an invalid value disables the blob trigger.
+    settings = lenient(BASE | dict(values))
+    assert settings.blob_trigger_source == source
+    assert ("blob_trigger" in settings.disabled) == (value not in (None, "", "EventGrid") and source == "EventGrid")
+
+
+FEATURE_SETTINGS = (
+    "ALERT_WEBHOOK_URL",
+    "ALERT_WEBHOOK_FORMAT",
+    "ALERT_WEBHOOK_SECRET",
+    "ALERT_DIGEST_WINDOW_SECONDS",
+    "QUARANTINE_CONTAINER",
+    "DELETE_ON_SUCCESS",
+    "BLOB_TRIGGER_SOURCE",
+    "SUBMIT_SCHEDULE",
+    "TRACK_SCHEDULE",
+    "HOUSEKEEPING_SCHEDULE",
+)
+
+
+@pytest.mark.parametrize("name", FEATURE_SETTINGS)
+@pytest.mark.parametrize(
+    "value", ["\ud800", "x\x00", "[" * 100_000, "9" * 5000, "https://" + "a." * 50_000 + "0x1/", "\u0661", UNRESOLVED]
+)
+def test_a_hostile_value_in_a_feature_setting_never_stops_the_worker(name: str, value: str) -> None:
+    settings = lenient(AZURE | {WEBHOOK: HOOK, name: value})
+    if not settings.disabled:  # a secret may be any text
+        assert name == "ALERT_WEBHOOK_SECRET" and settings.alert_webhook_secret == value
+        return
+    [line] = settings.disabled.values()
+    assert line.startswith(f"{name}:") and len(line.splitlines()) == 1, line
+    assert "9" * 100 not in line and "a." * 100 not in line

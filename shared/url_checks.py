@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
+from collections.abc import Callable, Iterable
 from urllib.parse import SplitResult, urlsplit
 
 from shared.names import quoted
@@ -101,6 +103,39 @@ def _address_problem(address: _IPAddress) -> str | None:
             return f"host {address_text} is a reserved or broadcast address"
         if isinstance(candidate, ipaddress.IPv6Address) and candidate.is_site_local:
             return f"host {address_text} is a site-local address"
+    return None
+
+
+Resolver = Callable[[str, int], Iterable[str]]
+"""Host name and port -> the addresses a client would connect to."""
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the operating system resolves `host` to, as a client connecting now would get them."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)]
+
+
+def resolved_address_problem(url: str, resolve: Resolver = system_resolver) -> str | None:
+    """Why no request may go to `url` now: its host name resolves to an address no URL setting may point at.
+
+    The settings check refuses such addresses when they are written in the URL; a name that resolves to one
+    (`169.254.169.254.nip.io`, or a name whose record changed since) is caught here, just before the request.
+    A name that does not resolve is left to the request itself, which then fails on its own.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        addresses = list(resolve(host, parts.port or (443 if parts.scheme == "https" else 80)))
+    except (OSError, UnicodeError):
+        return None
+    for text in addresses:
+        try:
+            address = ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            continue
+        problem = _address_problem(address)
+        if problem is not None:
+            return f"{host} resolves to {problem.removeprefix('host ')}"
     return None
 
 

@@ -36,6 +36,7 @@ from azure.core.rest import HttpRequest
 from shared.redaction import clean
 from shared.settings import Settings
 from shared.transport import EnvironmentOnceTransport
+from shared.url_checks import Resolver, resolved_address_problem, system_resolver
 
 logger = logging.getLogger(__name__)
 
@@ -203,12 +204,20 @@ def signature(secret: str, body: bytes) -> str:
 class WebhookSink:
     """Posts alerts to one webhook URL in one format, optionally signed."""
 
-    def __init__(self, url: str, payload_format: str = "json", secret: str = "", transport: HttpTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        payload_format: str = "json",
+        secret: str = "",
+        transport: HttpTransport | None = None,
+        resolve: Resolver = system_resolver,
+    ) -> None:
         if payload_format not in PAYLOADS:
             raise ValueError(f"webhook format {payload_format!r} is not one of {', '.join(PAYLOADS)}")
         self._url = url
         self._format = payload_format
         self._secret = secret
+        self._resolve = resolve
         self.host = urlsplit(url).hostname or "?"
         policies = [
             HeadersPolicy({"Content-Type": "application/json; charset=utf-8"}),
@@ -224,6 +233,9 @@ class WebhookSink:
 
     def send(self, alert: AlertContent) -> None:
         """Post the alert; raise WebhookError when the webhook still refuses it after the retries."""
+        problem = resolved_address_problem(self._url, self._resolve)
+        if problem is not None:
+            raise WebhookError(f"webhook at {self.host} not called: {problem}")
         body = self.body(alert)
         headers = {SIGNATURE_HEADER: signature(self._secret, body)} if self._secret else {}
         request = HttpRequest("POST", self._url, content=body, headers=headers)

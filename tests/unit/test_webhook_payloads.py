@@ -128,3 +128,43 @@ def texts_in(value: Any) -> list[str]:
     if isinstance(value, list):
         return [text for item in value for text in texts_in(item)]
     return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize(
+    ("addresses", "problem"),
+    [
+        (["169.254.169.254"], "link-local"),
+        (["203.0.113.7", "fe80::1%eth0"], "link-local"),
+        (["168.63.129.16"], "WireServer"),
+        (["::ffff:169.254.169.254"], "link-local"),
+        (["0.0.0.0"], "unspecified"),
+    ],
+)
+def test_a_webhook_name_that_resolves_to_a_metadata_or_link_local_address_is_never_called(
+    addresses: list[str], problem: str
+) -> None:
+    transport = ScriptedTransport(answer(200))
+    asked: list[tuple[str, int]] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append((host, port))
+        return addresses
+
+    sink = WebhookSink("https://169.254.169.254.nip.io/hook", "json", transport=transport, resolve=resolve)
+    with pytest.raises(WebhookError, match=problem):
+        sink.send(AlertContent(DIMENSIONS))
+    assert transport.requests == []
+    assert asked == [("169.254.169.254.nip.io", 443)]
+
+
+def test_a_webhook_name_that_resolves_to_public_or_unresolvable_addresses_is_called() -> None:
+    transport = ScriptedTransport(answer(200), answer(200))
+    WebhookSink(URL, "json", transport=transport, resolve=lambda host, port: ["203.0.113.7", "2001:db8::7"]).send(
+        AlertContent(DIMENSIONS)
+    )
+
+    def unresolvable(host: str, port: int) -> list[str]:
+        raise OSError("Name or service not known")
+
+    WebhookSink(URL, "json", transport=transport, resolve=unresolvable).send(AlertContent(DIMENSIONS))
+    assert len(transport.requests) == 2

@@ -22,6 +22,7 @@ import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
 from devhost.processes import Azurite, Emulator, start_emulator
@@ -34,7 +35,7 @@ from shared.dm_resources import (
     DmResourceCache,
     IngestionResources,
 )
-from shared.queue_relay import relay_failures
+from shared.queue_relay import INVALID_TOKEN, relay_failures
 from shared.queue_submitter import OPERATION_PREFIX, QueueSubmitter
 from shared.recorder import PENDING, record_blob
 from shared.redaction import plain_blob_url
@@ -345,3 +346,37 @@ def test_a_refused_identity_token_is_replaced_and_the_blob_recovers(queue_mode: 
     assert queue_mode.drained().submitted == 1, "the blob was recorded again"
     wait_for(lambda: queue_mode.rows() == len(ROWS), "rows after the new token")
     assert mgmt_counts(queue_mode.emulator)[TOKEN] - before.get(TOKEN, 0) == 2, "one token refused, one fresh"
+
+
+@pytest.mark.parametrize("escape", ["../", "..%2F"])
+def test_a_forged_relay_notification_cannot_make_the_app_record_a_blob_outside_staging(
+    queue_mode: QueueMode, escape: str, unique_name: str
+) -> None:
+    services = queue_mode.services
+    other = services.blob_service.get_blob_client(f"{unique_name}-other", f"{DATABASE}/{queue_mode.table}/secret.csv")
+    with contextlib.suppress(ResourceExistsError):
+        services.blob_service.create_container(other.container_name)
+    other.upload_blob(encode("csv"), overwrite=True)
+    # Kusto "refused the identity token" for a path that starts in staging and climbs out of it: the relay would
+    # record that blob again, through whatever name follows the staging prefix.
+    forged = {
+        "OperationId": "op",
+        "Database": DATABASE,
+        "Table": queue_mode.table,
+        "IngestionSourceId": "6f1c3a52-9d2e-4b7a-8c1d-2e3f4a5b6c7d",
+        "IngestionSourcePath": f"{services.staging.url_prefix}{escape}{other.container_name}/{other.blob_name}",
+        "ErrorCode": INVALID_TOKEN,
+        "FailureStatus": "Transient",
+    }
+    QueueClient.from_queue_url(queue_mode.cache.resources().failure_queue).send_message(
+        base64.b64encode(json.dumps(forged).encode()).decode()
+    )
+    try:
+        report = relay_failures(services, queue_mode.cache)
+        assert (report.forwarded, report.resubmitted) == (1, 0)
+        [(text, _)] = queue_mode.failures()
+        assert json.loads(text)["ErrorCode"] == INVALID_TOKEN, "one relayed alert, no blob recorded for it"
+        assert services.pending_queue.get_queue_properties().approximate_message_count == 0
+        assert other.exists()
+    finally:
+        services.blob_service.delete_container(other.container_name)

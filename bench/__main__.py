@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import emulator_speed, scenarios
+from bench import cost_model, emulator_speed, latency_model, scenarios
 from bench.report import format_table, table_rows, write_outputs
-from bench.stack import running_stack
+from bench.stack import running_stack, stopped_on_signals
 from devhost.processes import ROOT
 
-SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency", "emulator")
+SECTIONS = ("throughput", "requests", "latency", "resources", "sdk", "concurrency", "emulator", "latency-model", "cost")
 
 
 def _integers(text: str) -> list[int]:
@@ -66,8 +66,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[1, 2, 4, 8, 16],
         help="SUBMIT_CONCURRENCY of each point of the concurrency chart (default 1,2,4,8,16)",
     )
-    parser.add_argument("--csv-rows", type=int, default=1_000_000, help="rows of the emulator's CSV ingestion run")
+    parser.add_argument(
+        "--csv-rows", type=int, default=3_000_000, help="rows of the emulator's CSV ingestion run (default 3000000)"
+    )
+    parser.add_argument(
+        "--csv-repeats",
+        type=int,
+        default=7,
+        help="CSV ingestions through the emulator, each beside one by DuckDB's read_csv (default 7)",
+    )
     parser.add_argument("--posts", type=int, default=3000, help="POSTs of 20 blobs in the emulator's request-rate run")
+    parser.add_argument(
+        "--storage-latency-ms",
+        type=float,
+        default=latency_model.STORAGE_LATENCY_MS,
+        help="latency-model: wait before each storage request of the drain (default 8)",
+    )
+    parser.add_argument(
+        "--kusto-latency-ms",
+        type=float,
+        default=latency_model.KUSTO_LATENCY_MS,
+        help="latency-model: wait before each Kusto request of the drain (default 150)",
+    )
+    parser.add_argument(
+        "--latency-model-pending", type=int, default=latency_model.PENDING, help="latency-model: blobs per drain (default 2000)"
+    )
+    parser.add_argument(
+        "--latency-model-levels",
+        type=_integers,
+        default=list(latency_model.LEVELS),
+        help="latency-model: SUBMIT_CONCURRENCY of each drain (default 1,8,32)",
+    )
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     parser.add_argument("--out", type=Path, default=ROOT / ".bench", help="where results.json and concurrency.png go")
     return parser.parse_args(argv)
@@ -103,7 +132,7 @@ def throughput_round(work_dir: Path, index: int, pending: int) -> dict[str, Any]
         return {key: scenarios.drain(stack, f"tp{index}-{key}", pending, mode, latency_ms=latency) for key, mode, latency in plan}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: argparse.Namespace) -> dict[str, Any]:  # noqa: PLR0915 (one block a section)
     sections = {section.strip() for section in args.only.split(",") if section.strip()}
     unknown = sections - set(SECTIONS)
     if unknown:
@@ -141,6 +170,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "oursStoragePerBlob": results["requests"]["storagePerBlob"],
                 "oursKustoPerBlob": results["requests"]["kustoSubmitPerBlob"] + results["requests"]["kustoStatusPollsPerBlob"],
             }
+        if "cost" in sections:  # after the SDK section, whose counts it prices when it ran
+            step(f"cost per million blobs: {args.cost_blobs} real blobs recorded, drained and tracked, counted and timed")
+            results["cost"] = cost_model.cost_per_million(stack, args.cost_blobs, sdk=results.get("sdk", {}).get("sdk"))
         if "concurrency" in sections:
             results["concurrency"] = []
             for level in args.sweep_levels:
@@ -157,14 +189,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 )
         if "emulator" in sections:
-            step(f"emulator: one CSV blob of {args.csv_rows} rows, then {args.posts} POSTs of 20 blobs")
+            step(
+                f"emulator: one CSV blob of {args.csv_rows} rows {args.csv_repeats} times, each beside DuckDB's "
+                f"read_csv of it, then {args.posts} POSTs of 20 blobs"
+            )
             results["emulator"] = {
-                "csv": emulator_speed.csv_ingestion(stack, args.csv_rows),
+                "csv": emulator_speed.csv_ingestion(stack, args.csv_rows, args.csv_repeats),
                 "posts": emulator_speed.post_rate(stack, args.posts, scenarios.FAIL_FAST),
             }
         if "latency" in sections:
             step(f"latency: {args.latency_rate:g} blobs/s for {args.latency_seconds:g} s through the local host")
             results["latency"] = scenarios.landing_to_accepted(stack, args.latency_seconds, args.latency_rate)
+    if "latency-model" in sections:  # on a stack of its own, once the shared one has stopped
+        step(
+            f"latency model: +{args.storage_latency_ms:g} ms a storage request, +{args.kusto_latency_ms:g} ms a Kusto "
+            f"request; drains of {args.latency_model_pending} at SUBMIT_CONCURRENCY {args.latency_model_levels}"
+        )
+        results["latencyModel"] = latency_model.measure(
+            work_dir,
+            args.latency_model_pending,
+            args.latency_model_levels,
+            storage_ms=args.storage_latency_ms,
+            kusto_ms=args.kusto_latency_ms,
+        )
     # Only drains of a queue filled beforehand: a topped-up drain's timer runs end whenever a round comes back
     # short while the feeder refills, so its chunks are partial more often than any real drain's.
     drains_of_ours = [run["ours"] for run in results.get("throughput", {}).get("rounds", [])]
@@ -180,7 +227,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    results = run(args)
+    with stopped_on_signals("bench"):  # Ctrl-C, SIGTERM (a CI time-out), SIGHUP: every process started is stopped
+        results = run(args)
     info = results["machine"]
     print()
     print(f"machine: {info['cpus']} CPUs, {info['memory']}, Python {info['python']}, load at start {info['loadAverageAtStart']}")

@@ -17,6 +17,9 @@ the thread that made it (`CallCpu`), the main thread's own (receiving pages; for
 checking each message and handing chunks to the pool), and the rest. So a ratio below the goal says whether
 the deletes both drains make, or the work only ours does, took the difference.
 
+With BENCH_STORAGE_LATENCY_MS or BENCH_KUSTO_LATENCY_MS in the environment, every storage or Kusto request
+of the drain waits that long before it goes out (`bench.counting.delayed_services`; `bench.latency_model`).
+
 CPU and wall time are taken around the drain only; peak memory is the process's own high-water mark
 (`peak_memory_mb`, which says why not `ru_maxrss`). What a worker does once per process is left out of the
 clock, as it is not per blob: imports, client creation, the ingestion configuration GET (still counted among
@@ -27,6 +30,7 @@ drain uses (all of it 50-90 ms of CPU, once). The last stdout line is one JSON o
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import threading
@@ -39,11 +43,16 @@ from typing import Any, NamedTuple
 
 from azure.storage.queue import QueueClient, QueueMessage
 
+from bench.counting import RoundTrips, delayed_services
 from shared import schemas
-from shared.services import build_services
+from shared.services import Services, build_services
 from shared.settings import load_settings
 from shared.submission import PAGE_SIZE, submit_pending_blobs
 
+STORAGE_LATENCY_ENV = "BENCH_STORAGE_LATENCY_MS"
+KUSTO_LATENCY_ENV = "BENCH_KUSTO_LATENCY_MS"
+ROUND_TRIPS = {"storage": RoundTrips(), "kusto": RoundTrips()}
+"""With a latency set: what each storage and Kusto request of the drain took beyond its delay."""
 PATIENCE_SECONDS = 10.0
 """How long an empty queue is waited on before the drain gives up short of its count (a top-up takes < 1 s)."""
 _EMPTY_PAUSE_SECONDS = 0.05
@@ -192,8 +201,24 @@ Drain = Callable[[int], dict[str, Any]]
 """Drains COUNT messages and says what it did; made by a `_prepare_*` that has done the per-process set-up."""
 
 
+def _services() -> Services:
+    """The app's services, or with each request delayed when the environment names a latency (ms)."""
+    settings = load_settings()
+    storage_ms = float(os.environ.get(STORAGE_LATENCY_ENV) or 0)
+    kusto_ms = float(os.environ.get(KUSTO_LATENCY_ENV) or 0)
+    if storage_ms or kusto_ms:
+        return delayed_services(
+            settings,
+            storage_seconds=storage_ms / 1000,
+            kusto_seconds=kusto_ms / 1000,
+            storage_round_trips=ROUND_TRIPS["storage"],
+            kusto_round_trips=ROUND_TRIPS["kusto"],
+        )
+    return build_services(settings)
+
+
 def _prepare_ours(meter: CallCpu) -> Drain:
-    services = build_services(load_settings())
+    services = _services()
     meter.wrap(services.pending_queue, "delete_message", DELETES)
     meter.wrap(services.submitter, "submit", KUSTO_POSTS)
     meter.wrap(services.ledger, "record", LEDGER_MARKS)
@@ -225,7 +250,7 @@ def _delete_all(queue: QueueClient, messages: list[QueueMessage]) -> None:
 
 def _prepare_baseline(meter: CallCpu) -> Drain:
     settings = load_settings()
-    queue = build_services(settings).pending_queue
+    queue = _services().pending_queue
     meter.wrap(queue, "delete_message", DELETES)
     concurrency, batch = settings.submit_concurrency, settings.max_blobs_per_batch
     round_limit = max(PAGE_SIZE, batch * concurrency)
@@ -258,6 +283,8 @@ def _prepare_baseline(meter: CallCpu) -> Drain:
 def main(mode: str, count: int) -> dict[str, Any]:
     meter = CallCpu()
     drain = {"ours": _prepare_ours, "baseline": _prepare_baseline}[mode](meter)
+    for round_trips in ROUND_TRIPS.values():
+        round_trips.reset()  # the set-up's requests (the configuration GET) are not the drain's
     cpu, wall, main_thread_cpu = _cpu_seconds(), time.perf_counter(), time.thread_time()
     result = drain(count)
     wall, cpu, main_thread_cpu = time.perf_counter() - wall, _cpu_seconds() - cpu, time.thread_time() - main_thread_cpu
@@ -268,6 +295,7 @@ def main(mode: str, count: int) -> dict[str, Any]:
         "cpuSeconds": cpu,
         "cpuMsPerBlobByPart": by_part,
         "peakMemoryMb": peak_memory_mb(),
+        "roundTripExtraMs": {kind: round_trips.mean_extra_ms() for kind, round_trips in ROUND_TRIPS.items()},
     }
 
 

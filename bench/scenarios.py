@@ -33,9 +33,10 @@ import duckdb
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
 from bench.counting import RequestCounter, counted_queue, counted_services
+from bench.drain_child import KUSTO_LATENCY_ENV, STORAGE_LATENCY_ENV
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
 from bench.stack import Stack, cpu_difference, cpu_ms_per, process_cpu_seconds, running_stack, wait_for
-from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service, die_with_parent, spawn
 from shared import tracking
 from shared.recorder import record_blob
 from shared.redaction import plain_blob_url
@@ -86,7 +87,10 @@ def _measured_child(
     with stack.ingestion_held(**faults):
         before = stack.stats()
         azurite_before, started = process_cpu_seconds(azurite), time.perf_counter()
-        child = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT, check=False)
+        # Killed with the bench (`die_with_parent`); a Ctrl-C or SIGTERM here kills it on the way out (`subprocess.run`).
+        child = subprocess.run(
+            command, env=env, capture_output=True, text=True, cwd=ROOT, check=False, preexec_fn=die_with_parent()
+        )
         wall, azurite_after = time.perf_counter() - started, process_cpu_seconds(azurite)
         after = stack.stats()
     if child.returncode != 0 or not child.stdout.strip():
@@ -107,8 +111,12 @@ def drain(
     concurrency: int = 8,
     latency_ms: int = 0,
     depth: int | None = None,
+    client_latency_ms: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """Drain `count` pending messages in a child process (`ours` or `baseline`) from a fresh queue.
+
+    `latency_ms` makes the emulator answer each request that late; `client_latency_ms` (storage, Kusto) makes
+    the child's own clients wait that long before each request goes out (`bench.counting.delayed_services`).
 
     The queue starts full, or, with `depth`, with at most `depth` messages and is topped up as it drains
     (`bench.pending.topped_up`), so a large drain does not measure Azurite's cost of a deep queue. The
@@ -131,7 +139,7 @@ def drain(
             stack,
             f"drain child ({mode})",
             [sys.executable, "-m", "bench.drain_child", mode, str(count)],
-            env=os.environ | values,
+            env=os.environ | values | _client_latency_env(client_latency_ms),
             latencyMs=latency_ms,
             failBlobs=FAIL_FAST,
         )
@@ -149,8 +157,16 @@ def drain(
     result["azuriteBusy"] = None if azurite_cpu is None else azurite_cpu / result["childWallSeconds"]
     result["concurrency"] = concurrency
     result["latencyMs"] = latency_ms
+    result["clientLatencyMs"] = client_latency_ms
     result["toppedUp"] = first < count
     return result
+
+
+def _client_latency_env(client_latency_ms: tuple[float, float] | None) -> dict[str, str]:
+    if client_latency_ms is None:
+        return {}
+    storage_ms, kusto_ms = client_latency_ms
+    return {STORAGE_LATENCY_ENV: str(storage_ms), KUSTO_LATENCY_ENV: str(kusto_ms)}
 
 
 @contextmanager
@@ -319,16 +335,12 @@ def start_local_host(values: dict[str, str], work_dir: Path, name: str, extra_en
     settings_file = work_dir / f"{name}.settings.json"
     settings_file.write_text(json.dumps({"IsEncrypted": False, "Values": example | values}), encoding="utf-8")
     env = {key: value for key, value in os.environ.items() if key not in example and key not in values}
-    with (work_dir / f"{name}.log").open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--script-root", str(ROOT), "--settings", str(settings_file)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its own process group: Service.kill() takes any child with it
-            env=env | (extra_env or {}),
-            cwd=ROOT,
-        )
+    # Its own process group (Service.kill() takes any child with it), killed with the bench (`spawn`).
+    process = spawn(
+        [sys.executable, "-m", "devhost", "--script-root", str(ROOT), "--settings", str(settings_file)],
+        work_dir / f"{name}.log",
+        env | (extra_env or {}),
+    )
     return Service(name, process)
 
 

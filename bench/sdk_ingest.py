@@ -4,7 +4,8 @@
 
 The SDK pins older storage SDKs than the app, hence the separate environment. Each HTTP request the
 process sends is counted by destination (the Kusto endpoint, or storage) at the `requests` adapter, the
-one place every request of both SDKs passes. Prints one JSON object.
+one place every request of both SDKs passes; the storage requests also by method and URL (its query cut to
+the parameters that name the operation, so no SAS), for `bench.cost_model` to price. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -23,11 +24,16 @@ from azure.kusto.data.data_format import DataFormat
 from azure.kusto.ingest import BlobDescriptor, IngestionProperties, QueuedIngestClient
 
 _sent: Counter[str] = Counter()
+_requests: Counter[str] = Counter()  # "METHOD url" with the query cut to what names the operation (no SAS)
 _send = requests.adapters.HTTPAdapter.send
+_NAMING_PARAMETERS = ("comp", "restype", "peekonly")
 
 
 def _counting_send(self: requests.adapters.HTTPAdapter, request: Any, *args: Any, **kwargs: Any) -> Any:
-    _sent[urlsplit(request.url).netloc] += 1
+    parts = urlsplit(request.url)
+    _sent[parts.netloc] += 1
+    naming = "&".join(p for p in parts.query.split("&") if p.split("=", 1)[0].lower() in _NAMING_PARAMETERS)
+    _requests[f"{request.method} {parts.scheme}://{parts.netloc}{parts.path}?{naming}"] += 1
     return _send(self, request, *args, **kwargs)
 
 
@@ -46,6 +52,7 @@ def main(url: str, database: str, table: str, url_file: Path) -> dict[str, Any]:
         "seconds": seconds,
         "kustoRequestsSeen": _sent[kusto_host],
         "storageRequests": sum(count for host, count in _sent.items() if host != kusto_host),
+        "storageRequestsByUrl": {key: n for key, n in _requests.items() if urlsplit(key.split(" ", 1)[1]).netloc != kusto_host},
     }
 
 

@@ -36,7 +36,7 @@ from azure.storage.blob import BlobServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from bench.scenarios import start_local_host
-from bench.stack import Stack, running_stack
+from bench.stack import Stack, running_stack, stopped_on_signals
 from devhost.processes import ROOT, Service
 from shared.settings import load_settings
 from shared.submission import IN_DOUBT
@@ -337,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     config = SoakConfig(
         blobs=args.blobs, malformed_share=args.malformed_share, kills=args.kills, seed=args.seed, work_dir=work_dir
     )
-    result = run_soak(config)
+    with stopped_on_signals("soak"):  # Ctrl-C, SIGTERM (a CI time-out), SIGHUP: every process started is stopped
+        result = run_soak(config)
     print()
     print(result.summary())
     problems = result.failures()

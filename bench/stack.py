@@ -4,22 +4,28 @@ Azurite and the Kusto emulator run as child processes on free ports (`devhost.pr
 gets its own container, queues and table names, so scenarios sharing one Azurite never see each other's
 messages. `Stack` also carries the little HTTP the benches need to steer the emulator: fault settings,
 counters, management commands.
+
+`stopped_on_signals` makes a SIGTERM (a CI time-out) or SIGHUP take the same way out as a Ctrl-C, so that
+`make bench` and `make soak` leave no process behind when they are stopped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
+from devhost.processes import Azurite, Emulator, die_with_parent, kill_spawned, start_azurite, start_emulator
 
 NO_FAULTS = {"throttleRate": 0, "errorRate": 0, "latencyMs": 0, "failBlobs": [], "holdIngestion": False}
 
@@ -183,3 +189,170 @@ def running_stack(work_dir: Path, emulator_args: list[str] | None = None, *, in_
         if stack is not None:
             stack.emulator.stop()
         azurite.stop()
+
+
+# -- stopping everything on Ctrl-C, SIGTERM or SIGHUP ----------------------------------------------------
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+GRACE_SECONDS = 30.0
+"""How long the clean way out may take (each service gets SIGTERM, then SIGKILL after 10 s) before everything
+still running is killed at once."""
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """(pid, process group) of every living descendant of `pid`, read from /proc; [] where there is none (macOS).
+
+    A child in a session of its own (a service) is still a child here until it has been reaped.
+    """
+    children: dict[int, list[tuple[int, int]]] = {}
+    try:
+        entries = [entry.name for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return []
+    for name in entries:
+        try:
+            fields = Path("/proc", name, "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if fields[0] not in ("Z", "X"):  # a zombie holds nothing: its parent reaps it
+            children.setdefault(int(fields[1]), []).append((int(name), int(fields[2])))
+    found, queue = [], [pid]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child[0])
+    return found
+
+
+def kill_descendants(sig: int = signal.SIGKILL, *, own_group_only: bool = False) -> None:
+    """Send `sig` to every descendant of this process (the whole group of one that leads a group of its own),
+    or with `own_group_only` only to those in this process's group: the helpers a Ctrl-C at the terminal reaches."""
+    own_group = os.getpgrp()
+    for pid, group in descendants(os.getpid()):
+        if own_group_only and group != own_group:
+            continue
+        with suppress(ProcessLookupError, PermissionError):
+            if group == pid and group != own_group:
+                os.killpg(group, sig)
+            else:
+                os.kill(pid, sig)
+
+
+_handlers_before: dict[int, Any] = {}
+"""While `stopped_on_signals` runs: the handlers it replaced, which a forked child gets back."""
+
+
+def _install_fork_hook() -> None:
+    """Processes forked by this one (multiprocessing workers filling a queue) die with it (`die_with_parent`),
+    and a signal does to them what it did before `stopped_on_signals`: SIGTERM ends such a worker at once, where
+    a copy of the bench's handler would have it finish its share first."""
+    hook: list[Callable[[], None] | None] = [None]
+
+    def before() -> None:
+        hook[0] = die_with_parent()
+
+    def after_in_child() -> None:
+        if hook[0] is not None:
+            hook[0]()
+        for sig, handler in _handlers_before.items():
+            with suppress(ValueError, OSError):
+                signal.signal(sig, handler)
+        _handlers_before.clear()
+
+    os.register_at_fork(before=before, after_in_child=after_in_child)
+
+
+_fork_hook_installed = False
+
+
+class _Stopper:
+    """The signal handler of `stopped_on_signals`."""
+
+    def __init__(self, name: str, grace: float) -> None:
+        self.name = name
+        self.grace = grace
+        self.received: int | None = None
+        self.unwound = False
+        self._killing = threading.Lock()
+
+    def _say(self, text: str) -> None:
+        with suppress(OSError):
+            os.write(2, f"{self.name}: {text}\n".encode())  # not print: the main thread may be inside a print
+
+    def handle(self, signum: int, _frame: object) -> None:
+        name = signal.Signals(signum).name
+        if self.received is not None:
+            self.kill_all_and_exit(f"{name} again: killing every process started at once")
+            return  # the grace timer's thread is already killing them
+        self.received = signum
+        if self.unwound:  # past the block: nothing left to unwind, the way out dies by this signal
+            return
+        self._say(f"{name}: stopping every process started (another Ctrl-C or SIGTERM kills them at once)")
+        timer = threading.Timer(self.grace, self.kill_all_and_exit, args=(f"still stopping after {self.grace:.0f} s: killing",))
+        timer.daemon = True
+        timer.start()
+        kill_descendants(signal.SIGTERM, own_group_only=True)  # drain children, queue fillers: what Ctrl-C reaches
+        raise KeyboardInterrupt(name)  # the finally blocks stop the services, in order
+
+    def kill_all_and_exit(self, why: str) -> None:
+        """SIGKILL every process started and leave at once (from the handler or the grace timer's thread)."""
+        if not self._killing.acquire(blocking=False):
+            return  # another thread is at it
+        self._say(why)
+        kill_spawned()
+        kill_descendants(signal.SIGKILL)
+        _flush()
+        os._exit(128 + (self.received or signal.SIGTERM))
+
+    def die(self) -> None:
+        """After the block unwound: kill what is left (nothing, normally) and die by the signal received."""
+        kill_spawned()
+        kill_descendants(signal.SIGKILL)
+        _flush()
+        signum = self.received or signal.SIGTERM
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)  # the parent (make, a shell, CI) sees what stopped us
+        os._exit(128 + signum)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+
+
+@contextmanager
+def stopped_on_signals(name: str, grace: float = GRACE_SECONDS) -> Iterator[None]:
+    """Run the block so that SIGINT (Ctrl-C), SIGTERM (a CI time-out, `kill`, make passing its own on) and
+    SIGHUP all end it the same way, and no process it started survives.
+
+    The first signal raises KeyboardInterrupt in the main thread, so every `finally` and `with` stops what it
+    started (the services get SIGTERM, then SIGKILL); the helpers in this process's group (drain children,
+    queue fillers) get SIGTERM at once, as a Ctrl-C at the terminal would send them. Once the block has
+    unwound, anything still running is killed and the process dies by that signal (exit status 128 + n for
+    its parent). A second signal, or `grace` seconds without the block unwinding, SIGKILLs every process
+    started at once and exits. Should this process be killed outright (SIGKILL), the kernel kills what it
+    started (`devhost.processes.die_with_parent`, Linux). On another thread than the main one the block runs
+    as it is (signals are handled on the main thread only); a signal ignored when it starts (SIGHUP under
+    nohup, SIGINT in a background job) stays ignored. `name` starts the lines it writes to stderr.
+    """
+    global _fork_hook_installed  # noqa: PLW0603 - one hook per process
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    if not _fork_hook_installed:
+        _install_fork_hook()
+        _fork_hook_installed = True
+    stopper = _Stopper(name, grace)
+    previous = {sig: signal.signal(sig, stopper.handle) for sig in STOP_SIGNALS if signal.getsignal(sig) != signal.SIG_IGN}
+    _handlers_before.update(previous)
+    try:
+        yield
+    finally:
+        stopper.unwound = True
+        if stopper.received is None:
+            _handlers_before.clear()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stopper.received is not None:  # also when it came in while the handlers were put back
+            stopper.die()

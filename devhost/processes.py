@@ -3,17 +3,26 @@
 Shared by `make run`, the tests and the benchmarks so that all three start the services the same way:
 on chosen or free ports, bound to 127.0.0.1, each in its own process group so that stopping it also
 stops anything it spawned.
+
+Each service is in a session of its own, so a Ctrl-C at the terminal does not reach it: the process that
+started it stops it (`Service.stop`), in order. Should that process die without doing so (SIGKILL, a crash),
+the kernel kills the service with it (`die_with_parent`: Linux, started on the main thread).
+`kill_spawned` kills every service this process started and has not stopped yet (a last resort on the way out).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +37,55 @@ AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1
 
 class ServiceError(RuntimeError):
     """A local service could not be started; the message says why and what to do."""
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # looked up here: the child only calls it
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` after which the kernel SIGKILLs the child as soon as this process dies, however it dies.
+
+    Linux only (`prctl(PR_SET_PDEATHSIG)`), and only when called on the main thread: the kernel watches the
+    thread that started the child, not the process, and only the main thread lasts as long as the process. None
+    where it cannot be had (macOS, another thread); the child then lives until it is stopped. The death signal
+    reaches the child itself, not its own children: the services started here start none.
+    """
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above took effect
+            os._exit(1)
+
+    return preexec
+
+
+_spawned: list[subprocess.Popen] = []
+_spawned_lock = threading.Lock()
+
+
+def kill_spawned() -> None:
+    """SIGKILL the process group of every child `spawn` started that has not been stopped (or has not exited)."""
+    with _spawned_lock:
+        running = [process for process in _spawned if process.poll() is None]
+        _spawned[:] = running
+    for process in running:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -114,21 +172,27 @@ class Azurite(Service):
         )
 
 
-def _spawn(args: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(args: list[str], log_path: Path | None, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start `args` in a session (and process group) of its own, output appended to `log_path`, killed by the
+    kernel if this process dies first (`die_with_parent`) and remembered for `kill_spawned`."""
     log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             args,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - a single foreign call before exec: see die_with_parent
             env=env,
             cwd=ROOT,
         )
     finally:
         if log_path:
             log.close()
+    with _spawned_lock:
+        _spawned[:] = [running for running in _spawned if running.returncode is None] + [process]
+    return process
 
 
 def start_azurite(
@@ -175,12 +239,12 @@ def start_azurite(
     ]
     # Azurite refuses --location together with --inMemoryPersistence.
     args += ["--inMemoryPersistence"] if in_memory else ["--location", str(location)]
-    process = _spawn(args, log_path)
+    process = spawn(args, log_path)
     azurite = Azurite("azurite", process, *ports)
     try:
         for port in ports:
             wait_for_port(port, process, "Azurite")
-    except ServiceError:
+    except BaseException:  # a ServiceError, or Ctrl-C / SIGTERM while it starts: not left running either way
         azurite.stop()
         raise
     return azurite
@@ -219,11 +283,11 @@ def start_emulator(
         storage_connection_string,
         *(extra_args or []),
     ]
-    process = _spawn(args, log_path)
+    process = spawn(args, log_path)
     emulator = Emulator("kusto-emulator", process, port, data_dir)
     try:
         wait_for_port(port, process, "Kusto emulator")
-    except ServiceError:
+    except BaseException:  # a ServiceError, or Ctrl-C / SIGTERM while it starts: not left running either way
         emulator.stop()
         raise
     return emulator

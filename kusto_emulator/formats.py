@@ -51,7 +51,12 @@ def _convert(text_sql: str, kusto_type: str) -> str:
     if kusto_type == "string":
         return f"COALESCE({text_sql}, '')"
     if kusto_type == "datetime":
-        return f"TRY_CAST(TRY_CAST({text_sql} AS TIMESTAMPTZ) AS TIMESTAMP)"
+        # The instant's UTC time, read as micros since the epoch: casting TIMESTAMPTZ to TIMESTAMP goes through ICU
+        # per value, a fifth of the insert time of a CSV with one datetime column in six. Infinities and nulls still take it.
+        instant = f"TRY_CAST({text_sql} AS TIMESTAMPTZ)"
+        return (
+            f"(CASE WHEN isfinite({instant}) THEN make_timestamp(epoch_us({instant})) ELSE TRY_CAST({instant} AS TIMESTAMP) END)"
+        )
     if kusto_type == "dynamic":
         return f"(CASE WHEN json_valid({text_sql}) THEN CAST({text_sql} AS JSON) ELSE to_json({text_sql}) END)"
     if kusto_type == "timespan":

@@ -522,20 +522,17 @@ class _Drain:
     def _defer(self, chunk: Chunk[PendingItem], delay: float | None, *, alone: bool = False) -> None:
         """Put the messages back for a later run: fresh copies, visible after `delay` (DEFER_SECONDS when unknown).
 
-        With `alone`, each blob's copy says `submitAlone`, so the next run sends it in a request of its own.
+        With `alone`, each submitted blob's copy says `submitAlone`, so the next run sends it in a request of its
+        own (its duplicates ride along with it, as they did here).
         """
         visibility = DEFER_SECONDS if delay is None else max(1, math.ceil(delay))
-        for item in chunk.items:
+        copies = [(item, alone) for item in chunk.items] + [(item, False) for item in chunk.duplicates]
+        for item, send_alone in copies:
             if self._too_old(item):
                 self._time_out(item)
                 continue
-            text = schemas.dump(schemas.PENDING_BLOB, {**item.pending, "submitAlone": True}) if alone else item.text
+            text = schemas.dump(schemas.PENDING_BLOB, {**item.pending, "submitAlone": True}) if send_alone else item.text
             self._put_back(item.message, text, visibility)
-        for item in chunk.duplicates:
-            if self._too_old(item):
-                self._time_out(item)
-                continue
-            self._put_back(item.message, item.text, visibility)
 
     def _alone_failure(self, target: tuple[str, str]) -> int:
         """Count a failed request of one blob sent alone to `target` this run; returns how many failed before it."""

@@ -6,9 +6,8 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob_types
@@ -22,11 +21,10 @@ from devhost.config import (
     DELIVERY_FAILS,
     BlobOptions,
     EventGridOptions,
-    HostOptions,
 )
 from devhost.host import LocalHost
 from tests.devhost.apps.recording_app import CONNECTION, Recorder, wait_until
-from tests.devhost.conftest import FAST_QUEUES, HostFactory, Storage, peek_contents
+from tests.devhost.conftest import HostFactory, Storage, peek_contents
 
 
 def receipts(storage: Storage, function: str) -> list[str]:
@@ -142,27 +140,15 @@ EventGridHostFactory = Callable[..., LocalHost]
 
 
 @pytest.fixture
-def start_event_grid_host(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> Iterator[EventGridHostFactory]:
+def start_event_grid_host(storage: Storage, start_host: HostFactory, monkeypatch: pytest.MonkeyPatch) -> EventGridHostFactory:
     """Start a host on the Event Grid app (dead letters go to `<container>-dl`); every host is stopped at the end."""
     monkeypatch.setenv("DEAD_LETTER_CONTAINER", f"{storage.container.container_name}-dl")
-    started: list[LocalHost] = []
 
     def start(recorder: Recorder, event_grid: EventGridOptions | None = None) -> LocalHost:
         blobs = BlobOptions(max_degree_of_parallelism=4, poison_blob_threshold=3, event_grid=event_grid or EventGridOptions())
-        host = LocalHost(
-            build_event_grid_app(recorder),
-            HostOptions(queues=FAST_QUEUES, blobs=blobs),
-            storage.host_id,
-            Path(__file__).parent,
-            blob_scan_interval=0.1,
-        )
-        host.start()
-        started.append(host)
-        return host
+        return start_host(app=build_event_grid_app(recorder), blobs=blobs)
 
-    yield start
-    for host in started:
-        host.stop(grace=5)
+    return start
 
 
 def dead_letters(storage: Storage) -> dict[str, list[dict]]:

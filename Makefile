@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 SDK_STAMP := $(SDK_VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: help setup run test lint format bench soak upload clean
+.PHONY: help setup run test lint format bench soak upload replay backfill status clean
 
 help:
 	@echo "make run     start Azurite, the Kusto emulator and the function app locally, with a demo"
@@ -18,6 +18,9 @@ help:
 	@echo "make bench   measure throughput, cost per blob, latency and memory"
 	@echo "make soak    10,000 blobs with faults and crashes; checks nothing is lost or duplicated"
 	@echo "make upload FILE=path TO=db/table/   stage a file of your own while 'make run' is running"
+	@echo "make replay WHAT=quarantine|poison|dead-letter [PREFIX=p] [DRY_RUN=1]   send what the running app set aside back"
+	@echo "make backfill [PREFIX=db/table/] [SINCE=time] [UNTIL=time] [DRY_RUN=1]   record blobs already in staging"
+	@echo "make status BLOB=db/table/file.csv   where one staged blob of the running app is"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed")'
@@ -38,9 +41,11 @@ $(NODE_STAMP): package.json package-lock.json
 
 setup: $(STAMP) $(SDK_STAMP) $(NODE_STAMP)
 
+# mypy reads its files and settings from pyproject.toml ([tool.mypy]).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -53,6 +58,26 @@ run: $(STAMP) $(NODE_STAMP)
 upload: $(STAMP)
 	@test -n "$(FILE)" -a -n "$(TO)" || (echo "usage: make upload FILE=path TO=db/table/"; exit 2)
 	$(PY) -m devhost.upload "$(FILE)" "$(TO)"
+
+# The operator command (docs/operations.md) against the stack 'make run' started: that run keeps local.settings.json
+# on its ports, as 'make upload' reads it. DRY_RUN=1 adds --dry-run.
+OPS = $(PY) -m shared.ops --settings local.settings.json
+DRY_RUN_FLAG = $(if $(filter-out 0,$(DRY_RUN)),--dry-run)
+
+local.settings.json:
+	@echo "no local.settings.json: start the local stack with 'make run' first (it writes the file)"; exit 2
+
+replay: $(STAMP) local.settings.json
+	@case "$(WHAT)" in quarantine|poison|dead-letter) ;; \
+		*) echo "usage: make replay WHAT=quarantine|poison|dead-letter [PREFIX=p] [DRY_RUN=1]"; exit 2;; esac
+	$(OPS) replay $(WHAT) --prefix "$(PREFIX)" $(DRY_RUN_FLAG)
+
+backfill: $(STAMP) local.settings.json
+	$(OPS) backfill --prefix "$(PREFIX)" $(if $(SINCE),--modified-since "$(SINCE)") $(if $(UNTIL),--modified-until "$(UNTIL)") $(DRY_RUN_FLAG)
+
+status: $(STAMP) local.settings.json
+	@test -n "$(BLOB)" || (echo "usage: make status BLOB=db/table/file.csv"; exit 2)
+	$(OPS) status "$(BLOB)"
 
 # Two workers: most tests wait on Azurite, the emulator or a timer, so two run side by side on two cores.
 test: setup lint

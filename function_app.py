@@ -9,6 +9,8 @@
   of a failure already alerted is dropped.
 * `housekeeping`: every HOUSEKEEPING_SCHEDULE tick, alert on poison-queue messages, send due digests and
   delete expired state.
+* `reconcile_staging`: every RECONCILE_SCHEDULE tick, record the staged blobs whose event never came (turned
+  off with the host's own `AzureWebJobs.reconcile_staging.Disabled` setting, as the local defaults do).
 
 Container, schedule and queue names are `%SETTING%` binding expressions, resolved by the host from the
 same app settings `shared.settings` reads. The blob trigger's `source` cannot be an expression, so it is
@@ -35,6 +37,7 @@ import azurefunctions.extensions.bindings.blob as blob_types
 
 from shared.app_logging import configure_app_logging
 from shared.housekeeping import housekeep
+from shared.reconcile import reconcile_staging as reconcile_staged_blobs
 from shared.recorder import record_blob
 from shared.services import get_services
 from shared.settings import STAGING_CONNECTION, blob_trigger_source_at_indexing
@@ -88,3 +91,9 @@ def alert_on_failure(message: func.QueueMessage) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%HOUSEKEEPING_SCHEDULE%", run_on_startup=False, use_monitor=False)
 def housekeeping(timer: func.TimerRequest) -> None:
     housekeep(get_services("housekeeping"))
+
+
+@app.function_name("reconcile_staging")
+@app.timer_trigger(arg_name="timer", schedule="%RECONCILE_SCHEDULE%", run_on_startup=False, use_monitor=False)
+def reconcile_staging(timer: func.TimerRequest) -> None:
+    reconcile_staged_blobs(get_services("reconcile_staging"))

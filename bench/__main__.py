@@ -4,14 +4,12 @@ Starts Azurite and the Kusto emulator on free ports, runs every measurement, pri
 beside its goal and the baseline measured in the same run) and writes `.bench/results.json` and
 `.bench/concurrency.png`. Nothing is asserted on timing: these are measurements, not tests.
 
-Azurite's queue slows down as it gets deeper: each queue request walks every message of the account, so a
-drain of n costs it about n². Every Azurite started here loads `devhost/azurite_preload.js`, which removes the
-n log n index rebuild Azurite 3.35 adds to each receive and delete; with it a 20,000-deep queue drains at about
-55-120 messages a second on 2 cores (9-15 without it), so the throughput runs use the brief's 20,000 pending
-blobs, about a quarter of an hour a round. The drain/baseline ratio depends on that depth (docs/performance.md).
-The CPU and memory drains use the brief's 1,000 and 100,000 blobs, with at most `--resource-depth` queued
-at a time: the queue is topped up as it drains, so the drain handles every blob while Azurite never holds
-more than that.
+Plain Azurite 3.35's queue slows down as it gets deeper (each request walks or re-sorts every message it holds),
+so every Azurite started here runs with its fast queue (`devhost/azurite_preload.js`): with it a queue of
+20,000 drains at 200-500 messages a second on 2 cores (9-15 without it), and the throughput runs drain 20,000
+pending blobs, a deep backlog, in a few minutes a round (docs/performance.md). The CPU and memory drains
+handle 1,000 and 100,000 blobs, with at most `--resource-depth` queued at a time: the queue is topped up as it
+drains, so the drain handles every blob while Azurite never holds more than that.
 """
 
 from __future__ import annotations
@@ -120,7 +118,7 @@ def throughput_round(work_dir: Path, index: int, pending: int) -> dict[str, Any]
     """The three throughput drains of one round, one after another on one fresh Azurite and emulator.
 
     Azurite paces these drains, and its CPU a blob moves by up to 2x from one drain to the next, within one
-    process as much as between processes (docs/performance.md, "One Azurite per round"): a process per
+    process as much as between processes (docs/performance.md, "Azurite's queue and the preload"): a process per
     drain buys nothing, so the drains whose ratios are taken share the round's (each deletes its queues when
     it ends, and no drain was seen to slow the next). Odd rounds run the three in the opposite order, so a
     drift along the round (other work on the machine) does not always favour the same scenario.

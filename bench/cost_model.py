@@ -29,14 +29,13 @@ import math
 import re
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import scenarios
-from bench.counting import RequestCounter, counted_queue, counted_services, rest_operation
+from bench.counting import RequestCounter, counted_services, rest_operation
 from bench.prices import (
     FLEX_MINIMUM_SECONDS,
     FLEX_ROUNDING_SECONDS,
@@ -48,7 +47,7 @@ from bench.prices import (
 )
 from bench.stack import Stack, wait_for
 from devhost.processes import ROOT
-from shared import poison, tracking
+from shared import tracking
 from shared.housekeeping import housekeep
 from shared.ncrontab import parse_ncrontab
 from shared.recorder import record_blob
@@ -208,21 +207,6 @@ class _Tally:
         }
 
 
-@contextmanager
-def _counted_sibling_queues(connection: str, counter: RequestCounter) -> Iterator[None]:
-    """The tracker's raw reader and housekeeping's poison-queue clients are built outside `Services`
-    (`shared.sibling_queues`): make them counting clients too, so no request of the bodies goes uncounted."""
-    reader, poison_queue = tracking.tracking_queue_reader, poison._queue
-    tracking.tracking_queue_reader = lambda services: counted_queue(
-        connection, services.settings.tracking_queue, counter, decode=False
-    )
-    poison._queue = lambda services, name: counted_queue(connection, name, counter, decode=False)  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        tracking.tracking_queue_reader, poison._queue = reader, poison_queue
-
-
 def counted_run(stack: Stack, blobs: int) -> dict[str, Any]:
     """Record, drain and track `blobs` real blobs with counting clients, timing every execution of each body."""
     stack.set_faults()
@@ -257,15 +241,14 @@ def counted_run(stack: Stack, blobs: int) -> dict[str, Any]:
     wait_for(
         lambda: stack.stats()["blobs"]["succeeded"] >= succeeded_before + blobs, "the emulator to ingest the cost blobs", 300
     )
-    with _counted_sibling_queues(stack.azurite.connection_string, counter):
-        finished, deadline = 0, time.monotonic() + 300
-        while finished < operations and time.monotonic() < deadline:
-            finished += execute("track", lambda: tracking.track_outcomes(services), lambda r: r.received > 0).finished
-            time.sleep(0.5)
-        if finished < operations:
-            raise RuntimeError(f"the tracker finished {finished} of {operations} operations in 300 s")
-        execute("track", lambda: tracking.track_outcomes(services), lambda r: r.received > 0)  # an idle run for the floor
-        execute("housekeeping", lambda: housekeep(services), lambda _: False)
+    finished, deadline = 0, time.monotonic() + 300
+    while finished < operations and time.monotonic() < deadline:
+        finished += execute("track", lambda: tracking.track_outcomes(services), lambda r: r.received > 0).finished
+        time.sleep(0.5)
+    if finished < operations:
+        raise RuntimeError(f"the tracker finished {finished} of {operations} operations in 300 s")
+    execute("track", lambda: tracking.track_outcomes(services), lambda r: r.received > 0)  # an idle run for the floor
+    execute("housekeeping", lambda: housekeep(services), lambda _: False)
     for client in (plain.kusto, services.kusto):
         client.close()
     for client in services.queues:

@@ -1,7 +1,7 @@
 """The bench's instrumented clients: storage requests counted by kind, or every request delayed as Azure would.
 
-`counted_services()` builds a `Services` exactly like `shared.services.build_services` (same clients, same
-base64 policies, same Kusto client) except that every storage client sends through `CountingTransport`.
+`counted_services()` builds a `Services` with `shared.services.build_services` itself, handing it a
+`CountingTransport` as the storage transport, which every storage client of the app sends through.
 The transport sits below the SDK's retry policy, so a retried request counts each time it goes out.
 
 `delayed_services()` builds the same `Services` with every storage request and every Kusto request held
@@ -14,21 +14,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from azure.core.pipeline.transport import HttpTransport
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
-from shared.alert_markers import AlertMarkers
-from shared.blob_access import BlobAccess
 from shared.services import Services, build_services
 from shared.settings import Settings
-from shared.staging_area import StagingArea
-from shared.submission_ledger import SubmissionLedger
 from shared.transport import (
     STORAGE_CONNECTION_TIMEOUT,
     STORAGE_DATA_BLOCK_SIZE,
@@ -277,53 +269,17 @@ class DelayedTransport(HttpTransport):
         self.inner.__exit__(*args)
 
 
-def instrumented_queue(connection_string: str, name: str, transport: HttpTransport, *, decode: bool = True) -> QueueClient:
-    """A queue client like `shared.storage.queue_client` builds (base64 out; in: decoded or raw) on `transport`."""
-    return QueueClient.from_connection_string(
-        connection_string,
-        name,
-        message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=TextBase64DecodePolicy() if decode else None,
-        transport=transport,
-    )
-
-
-def counted_queue(connection_string: str, name: str, counter: RequestCounter, *, decode: bool = True) -> QueueClient:
-    """A queue client like `shared.storage.queue_client` builds (base64 out; in: decoded or raw) that counts."""
-    return instrumented_queue(connection_string, name, CountingTransport(counter), decode=decode)
-
-
 def instrumented_services(
-    settings: Settings, storage: Callable[[], HttpTransport], *, kusto_transport: HttpTransport | None = None
+    settings: Settings, storage: HttpTransport, *, kusto_transport: HttpTransport | None = None
 ) -> Services:
-    """`build_services(settings)` with every storage client on a transport `storage()` makes (connection strings only).
-
-    Everything else (the Kusto client, on `kusto_transport` when given; the submitter of the SUBMISSION_MODE)
-    is what the app builds.
-    """
-    connection = settings.staging.connection_string
-    if not connection:
-        raise ValueError("the benchmark runs against Azurite: StagingStorage must be a connection string")
-    blob_service = BlobServiceClient.from_connection_string(connection, transport=storage())
-    state = blob_service.get_container_client(settings.state_container)
-    staging = StagingArea(blob_service, settings.staging_container, settings.allowed_targets)
-    return replace(
-        build_services(settings, kusto_transport=kusto_transport),
-        pending_queue=instrumented_queue(connection, settings.pending_queue, storage(), decode=False),
-        failures_queue=instrumented_queue(connection, settings.failures_queue, storage()),
-        tracking_queue=instrumented_queue(connection, settings.tracking_queue, storage()),
-        pending_poison_queue=instrumented_queue(connection, settings.pending_poison_queue, storage()),
-        blob_service=blob_service,
-        staging=staging,
-        blob_access=BlobAccess(settings, staging),
-        ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
-        alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
-    )
+    """`build_services(settings)` with every storage client on the transport `storage`: they all are children of
+    the staging account's two service clients, which send through it (`shared.storage`)."""
+    return build_services(settings, storage_transport=storage, kusto_transport=kusto_transport)
 
 
 def counted_services(settings: Settings, counter: RequestCounter) -> Services:
     """`build_services(settings)` with every storage client swapped for one that counts (connection strings only)."""
-    return instrumented_services(settings, lambda: CountingTransport(counter))
+    return instrumented_services(settings, CountingTransport(counter))
 
 
 def delayed_services(
@@ -336,13 +292,13 @@ def delayed_services(
 ) -> Services:
     """`build_services(settings)` with each storage request held `storage_seconds` and each Kusto request `kusto_seconds`.
 
-    The Kusto transport underneath is the one `shared.kusto_rest.kusto_pipeline` makes by default. The round
+    The Kusto transport underneath is the one `shared.kusto_pipeline.KustoPipeline` makes by default. The round
     trips, when given, tally what the storage and the Kusto requests took beyond their delays.
     """
     timeout = settings.kusto_request_timeout_seconds
     kusto = EnvironmentOnceTransport(connection_timeout=min(10.0, timeout), read_timeout=timeout)
     return instrumented_services(
         settings,
-        lambda: DelayedTransport(storage_transport(), storage_seconds, storage_round_trips),
+        DelayedTransport(storage_transport(), storage_seconds, storage_round_trips),
         kusto_transport=DelayedTransport(kusto, kusto_seconds, kusto_round_trips),
     )

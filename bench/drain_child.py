@@ -47,7 +47,8 @@ from bench.counting import RoundTrips, delayed_services
 from shared import schemas
 from shared.services import Services, build_services
 from shared.settings import load_settings
-from shared.submission import PAGE_SIZE, submit_pending_blobs
+from shared.storage import PAGE_SIZE
+from shared.submission import submit_pending_blobs
 
 STORAGE_LATENCY_ENV = "BENCH_STORAGE_LATENCY_MS"
 KUSTO_LATENCY_ENV = "BENCH_KUSTO_LATENCY_MS"

@@ -45,7 +45,7 @@ from typing import Any
 from bench import scenarios
 from devhost.ncrontab import NcrontabSchedule
 from shared.settings import Settings
-from shared.submission import PAGE_SIZE
+from shared.storage import PAGE_SIZE
 from shared.submission_ledger import GROUP_COMMIT_LINGER_SECONDS
 
 STORAGE_LATENCY_MS = 8.0

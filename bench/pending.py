@@ -27,10 +27,10 @@ from contextlib import contextmanager
 from azure.storage.queue import QueueClient
 
 from shared import schemas
-from shared.notifications import utc_now_iso
 from shared.settings import StorageConnection
 from shared.staging_area import source_id
-from shared.storage import ensure_queue, queue_client
+from shared.storage import ensure_queue, storage_account
+from shared.times import utc_now_iso
 
 FAIL_FAST_PATTERN = "bench-*.csv"
 """Blob names of the throughput scenarios; the emulator fails them without downloading (see module docstring)."""
@@ -74,7 +74,8 @@ def pending_messages(blob_endpoint: str, container: str, database: str, table: s
 
 def _clients(connection_string: str, queue: str) -> list[QueueClient]:
     connection = StorageConnection(connection_string=connection_string)
-    return [queue_client(connection, queue) for _ in range(_THREADS_PER_PROCESS)]
+    # An account (a transport, a connection pool) per client: the threads send side by side.
+    return [storage_account(connection).queue(queue) for _ in range(_THREADS_PER_PROCESS)]
 
 
 def _send(clients: list[QueueClient], pool: ThreadPoolExecutor, texts: list[str]) -> None:
@@ -98,7 +99,7 @@ def _enqueue_slice(connection_string: str, queue: str, texts: list[str]) -> int:
 
 def fill_pending_queue(connection_string: str, queue: str, texts: list[str]) -> None:
     """Put `texts` on `queue` (created if missing), using every core."""
-    client = queue_client(StorageConnection(connection_string=connection_string), queue)
+    client = storage_account(StorageConnection(connection_string=connection_string)).queue(queue)
     ensure_queue(client)
     processes = max(2, os.cpu_count() or 2)
     with ProcessPoolExecutor(processes) as pool:

@@ -20,6 +20,24 @@ def _row(measure: str, value: str, goal: str, baseline: str = "") -> tuple[str, 
     return measure, value, goal, baseline
 
 
+def _reconcile_rows(reconcile: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """A reconciliation run's storage requests over the blobs just ingested, and what they come to per blob."""
+    return [
+        _row(
+            f"reconciliation run over {reconcile['staged']} staged blobs: storage requests, first / next run",
+            f"{reconcile['requestsFirstRun']} / {reconcile['requestsNextRun']}",
+            "",
+            f"{reconcile['recovered']} recovered (none expected)",
+        ),
+        _row(
+            f"  per staged blob over its look-back ({reconcile['runsPerLookBack']:.0f} runs)",
+            f"{reconcile['perBlobOverLookBack']:.3f}",
+            "<= 0.1",
+            f"listing alone {reconcile['listingPerBlobOverLookBack']:.4f}; the rest is per run, whatever the blob count",
+        ),
+    ]
+
+
 def _post_note(posts: dict[str, Any]) -> str:
     note = "load client on the same 2 cores"
     cpu_ms = posts.get("emulatorCpuMsPerRequest")
@@ -136,7 +154,8 @@ def _cost_rows(priced: dict[str, Any]) -> list[tuple[str, str, str, str]]:
 
 
 def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(measure, value, goal, baseline or note) rows, in the order of the brief."""
+    """(measure, value, goal, baseline or note) rows: throughput, requests per blob, the emulator, latency, CPU and
+    memory, the official SDK, the latency model, cost, the concurrency sweep (the order docs/performance.md follows)."""
     rows = [("measure", "value", "goal", "baseline / note")]
     main = results.get("throughput")
     if main:
@@ -203,6 +222,7 @@ def table_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                 "incl. 1 configuration GET",
             ),
             _row("Kusto requests per blob, status polls", f"{cost['kustoStatusPollsPerBlob']:.3f}", "(tracking)", ""),
+            *_reconcile_rows(cost["reconcile"]),
         ]
     speed = results.get("emulator")
     if speed:

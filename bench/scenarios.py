@@ -32,16 +32,17 @@ from typing import Any
 import duckdb
 from azure.storage.blob import BlobSasPermissions, generate_blob_sas
 
-from bench.counting import RequestCounter, counted_queue, counted_services
+from bench.counting import RequestCounter, counted_services
 from bench.drain_child import KUSTO_LATENCY_ENV, STORAGE_LATENCY_ENV
 from bench.pending import FAIL_FAST_PATTERN, fill_pending_queue, pending_messages, topped_up
 from bench.stack import Stack, cpu_difference, cpu_ms_per, process_cpu_seconds, running_stack, wait_for
 from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, ROOT, Service, die_with_parent, spawn
 from shared import tracking
+from shared.reconcile import reconcile_staging
 from shared.recorder import record_blob
 from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 from shared.staging_area import source_id
 from shared.submission import submit_pending_blobs
 
@@ -50,6 +51,10 @@ TABLE = "Events"
 TABLE_SCHEMA = "name:string, value:long"
 SDK_PYTHON = ROOT / ".venv-sdk" / "bin" / "python"
 FAIL_FAST = [{"pattern": FAIL_FAST_PATTERN, "errorCode": "BadRequest_BenchFailFast"}]
+RECONCILE_INTERVAL_SECONDS = 1800
+"""The default RECONCILE_SCHEDULE's spacing (every 30 minutes)."""
+STAGING_LIST_PAGE = 5000
+"""Blobs one List Blobs request returns at most: what listing the staging container costs a blob, per run."""
 
 
 def prepare(stack: Stack) -> None:
@@ -272,8 +277,6 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
     _upload_blobs(plain, names, lambda name: f"{name},1\n".encode())
     counter = RequestCounter()
     services = counted_services(plain.settings, counter)
-    # The tracker reads its queue raw through a client of its own (`tracking_queue_reader`); it counts too.
-    raw_tracking = counted_queue(stack.azurite.connection_string, plain.settings.tracking_queue, counter, decode=False)
     stages: dict[str, dict[str, int]] = {}
     kusto: dict[str, dict[str, int]] = {}
 
@@ -295,17 +298,13 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
     kusto["drain (submission timer)"], before = _kusto_requests(before, stack.stats()), stack.stats()
 
     wait_for(lambda: stack.stats()["blobs"]["succeeded"] >= blobs, "the emulator to ingest the cost blobs", 300)
-    original = tracking.tracking_queue_reader
-    tracking.tracking_queue_reader = lambda _services: raw_tracking
-    try:
-        finished, deadline = 0, time.monotonic() + 300
-        while finished < operations and time.monotonic() < deadline:
-            finished += tracking.track_outcomes(services).finished
-            time.sleep(0.5)
-    finally:
-        tracking.tracking_queue_reader = original
+    finished, deadline = 0, time.monotonic() + 300
+    while finished < operations and time.monotonic() < deadline:
+        finished += tracking.track_outcomes(services).finished
+        time.sleep(0.5)
     stages["track (outcome timer)"] = dict(counter.reset())
     kusto["track (outcome timer)"] = _kusto_requests(before, stack.stats())
+    reconciliation = reconcile_cost(plain.settings, counter, blobs)
     storage_total = sum(sum(stage.values()) for stage in stages.values())
     status_polls = sum(count for route, count in kusto["track (outcome timer)"].items() if route.startswith("GET"))
     submit_requests = sum(sum(stage.values()) for name, stage in kusto.items() if not name.startswith("track"))
@@ -319,6 +318,33 @@ def requests_per_blob(stack: Stack, blobs: int) -> dict[str, Any]:
         "storagePerBlob": storage_total / blobs,
         "kustoSubmitPerBlob": submit_requests / blobs,
         "kustoStatusPollsPerBlob": status_polls / blobs,
+        "reconcile": reconciliation,
+    }
+
+
+def reconcile_cost(settings: Settings, counter: RequestCounter, staged: int) -> dict[str, Any]:
+    """Storage requests of reconciliation runs over `staged` blobs the app recorded: a worker's first run (it reads
+    the whole look-back of the ledger) and its next one (only what grew), and what the next one costs each blob over
+    its look-back at the default schedule. The happy path (record, drain, track) makes no request for it."""
+    counter.reset()
+    services = counted_services(settings, counter)
+    after_grace = datetime.now(UTC) + timedelta(seconds=settings.reconcile_grace_seconds + 60)
+    first = reconcile_staging(services, now=after_grace)
+    cold = dict(counter.reset())
+    second = reconcile_staging(services, now=after_grace)
+    warm = dict(counter.reset())
+    runs_per_look_back = settings.reconcile_lookback_seconds / RECONCILE_INTERVAL_SECONDS
+    return {
+        "staged": staged,
+        "recovered": first.recovered + second.recovered,
+        "known": second.known,
+        "firstRun": cold,
+        "nextRun": warm,
+        "requestsFirstRun": sum(cold.values()),
+        "requestsNextRun": sum(warm.values()),
+        "runsPerLookBack": runs_per_look_back,
+        "perBlobOverLookBack": runs_per_look_back * sum(warm.values()) / staged,
+        "listingPerBlobOverLookBack": runs_per_look_back / STAGING_LIST_PAGE,
     }
 
 

@@ -13,7 +13,14 @@ but the in-doubt notices, every queue drained. A kill that lands while a request
 leaves blobs whose first submission may or may not have been taken: the app announces each of them
 (`Submission_InDoubt`) before it sends it again. The soak counts those announcements, how many of them
 were real duplicates, and checks that they stay within what one kill can leave in flight (SUBMIT_CONCURRENCY
-chunks of up to 20 blobs). `tests/soak/test_soak.py` runs a small version of the same soak with the same checks.
+chunks of up to 20 blobs).
+
+Then a second phase loses events: the host restarts on the Event Grid source with the local Event Grid told to
+drop the BlobCreated event of every blob named `lost-*` (`DEVHOST_LOSE_EVENTS`), and the reconciliation timer
+on. More blobs land, a share of them lost. Checks: every one of them ingested exactly once, every lost one
+recorded by the reconciler (its `Reconcile_Recovered` line in the host's log), and none of the first phase's
+blobs, all settled by then, taken for lost. `tests/soak/test_soak.py` runs a small version of the same soak
+with the same checks.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import tempfile
 import threading
@@ -37,9 +45,11 @@ from azure.storage.queue import QueueServiceClient
 
 from bench.scenarios import start_local_host
 from bench.stack import Stack, running_stack, stopped_on_signals
+from devhost.config import LOSE_EVENTS_SETTING
 from devhost.processes import ROOT, Service
+from shared.error_codes import RECONCILE_RECOVERED
+from shared.error_codes import SUBMISSION_IN_DOUBT as IN_DOUBT
 from shared.settings import load_settings
-from shared.submission import IN_DOUBT
 
 DATABASE = "SoakDb"
 CSV_TABLE = "Events"
@@ -68,6 +78,11 @@ class SoakConfig:
     seed: int | None = None
     settle_timeout: float = 900.0
     work_dir: Path | None = None
+    lost_phase_blobs: int = 200
+    lost_share: float = 0.25
+    lost_grace_seconds: int = 30
+    """RECONCILE_GRACE_SECONDS of the lost-events phase: well past a drain's pace, so a blob whose event came is
+    normally submitted before the reconciler looks at it."""
 
 
 @dataclass
@@ -87,6 +102,13 @@ class SoakResult:
     queues_left: dict[str, int] = field(default_factory=dict)
     alerts_by_code: dict[str, int] = field(default_factory=dict)
     emulator_stats: dict[str, Any] = field(default_factory=dict)
+    lost_events: int = 0
+    unrecovered: list[str] = field(default_factory=list)
+    """Blobs of the lost-events phase whose event was dropped and that no reconciler run recorded."""
+    recovered_settled: list[str] = field(default_factory=list)
+    """First-phase blobs, all settled, that a reconciler run nevertheless took for lost."""
+    recovered_delivered: int = 0
+    """Second-phase blobs whose event came, recorded again by a reconciler run before their drain (information)."""
     seconds: float = 0.0
 
     def failures(self) -> list[str]:
@@ -113,6 +135,10 @@ class SoakResult:
         left = {name: count for name, count in self.queues_left.items() if count}
         if left:
             problems.append(f"queues not drained: {left}")
+        if self.unrecovered:
+            problems.append(f"{len(self.unrecovered)} blobs whose event was lost never recovered, e.g. {self.unrecovered[:5]}")
+        if self.recovered_settled:
+            problems.append(f"{len(self.recovered_settled)} settled blobs taken for lost, e.g. {self.recovered_settled[:5]}")
         return problems
 
     def summary(self) -> str:
@@ -135,6 +161,9 @@ class SoakResult:
             ),
             ("alerts about well-formed blobs", str(len(self.unexpected_alerts)), "0"),
             ("messages left in queues", str(sum(self.queues_left.values())), "0"),
+            ("lost events recovered by the reconciler", f"{self.lost_events - len(self.unrecovered)} of {self.lost_events}", ""),
+            ("settled blobs taken for lost", str(len(self.recovered_settled)), "0 (must)"),
+            ("delivered blobs recorded again (information)", str(self.recovered_delivered), ""),
             ("alerts by error code", json.dumps(self.alerts_by_code, sort_keys=True), ""),
             ("Kusto answers by status", json.dumps(self.emulator_stats.get("responsesByStatus", {}), sort_keys=True), ""),
             ("wall time", f"{self.seconds:.0f} s", ""),
@@ -144,11 +173,81 @@ class SoakResult:
         return "\n".join(lines)
 
 
-def make_blobs(count: int, malformed_share: float) -> list[SoakBlob]:
-    """`count` blobs; every 1/malformed_share-th one malformed, the kinds taking turns."""
-    step = max(1, round(1 / malformed_share)) if malformed_share > 0 else count + 1
+_LOST_EVENTS = {
+    "BLOB_TRIGGER_SOURCE": "EventGrid",
+    LOSE_EVENTS_SETTING: "*/lost-*",
+    "AzureWebJobs.reconcile_staging.Disabled": "false",
+    "RECONCILE_SCHEDULE": "*/5 * * * * *",
+    "RECONCILE_LOOKBACK_SECONDS": "3600",
+}
+"""The lost-events phase: the Event Grid source, the events of `lost-*` blobs dropped, the reconciler every 5 s."""
+_RECOVERED_LINE = re.compile(RECONCILE_RECOVERED + r" blob '[^/']+/([^']+)'")
+
+
+def _final_rows(stack: Stack) -> Counter[str]:
+    """Rows per blob id, read from the emulator's DuckDB file once the emulator has stopped."""
+    data_dir = stack.emulator.data_dir
+    stack.emulator.stop()
+    return _rows_by_blob(data_dir / "kusto.duckdb")
+
+
+def _soak_settings(stack: Stack) -> dict[str, str]:
+    return stack.app_settings(
+        PREFIX,
+        SUBMIT_SCHEDULE="*/5 * * * * *",
+        TRACK_SCHEDULE="*/5 * * * * *",
+        TRACKING_POLL_INITIAL_SECONDS="2",
+        TRACKING_POLL_MAX_SECONDS="10",
+        PENDING_VISIBILITY_TIMEOUT_SECONDS="30",
+        DRAIN_TIME_BUDGET_SECONDS="20",
+    )
+
+
+def _queues_left(stack: Stack, values: dict[str, str]) -> dict[str, int]:
+    """Messages left in the app's queues and their poison queues once the soak has settled."""
+    names = [values["PENDING_QUEUE"], values["TRACKING_QUEUE"], values["FAILURES_QUEUE"]]
+    names += [f"{name}-poison" for name in names] + ["webjobs-blobtrigger-poison"]
+    return _queue_counts(stack, names)
+
+
+def _set_faults(stack: Stack, config: SoakConfig) -> None:
+    stack.set_faults(
+        throttleRate=config.throttle_rate, errorRate=config.error_rate, latencyMs=config.latency_ms, retryAfterSeconds=1
+    )
+
+
+def _lose_events(
+    stack: Stack, values: dict[str, str], config: SoakConfig, first: int, extra_env: dict[str, str], log: Any
+) -> tuple[Service, list[SoakBlob]]:
+    """The second phase: a host whose Event Grid drops the `lost-*` events, the reconciler on, more blobs landing."""
+    work_dir = stack.work_dir
+    blobs = make_blobs(config.lost_phase_blobs, 0.0, first=first, lost_share=config.lost_share)
+    grace = {"RECONCILE_GRACE_SECONDS": str(config.lost_grace_seconds)}
+    host = start_local_host(values | _LOST_EVENTS | grace, work_dir, "devhost-soak-lost", extra_env)
+    _upload(stack, values["STAGING_CONTAINER"], blobs)
+    lost = sum(1 for blob in blobs if "/lost-" in blob.name)
+    log(f"soak: {len(blobs)} more blobs landed on the Event Grid source, the events of {lost} of them dropped")
+    return host, blobs
+
+
+def _check_recovered(result: SoakResult, settled: list[SoakBlob], phase_two: list[SoakBlob], host_log: Path) -> None:
+    """Every lost event recovered by the reconciler; no settled blob taken for lost."""
+    text = host_log.read_text(errors="replace") if host_log.exists() else ""
+    recovered = set(_RECOVERED_LINE.findall(text))
+    lost = [blob.name for blob in phase_two if "/lost-" in blob.name]
+    result.lost_events = len(lost)
+    result.unrecovered = [name for name in lost if name not in recovered]
+    result.recovered_settled = sorted(recovered & {blob.name for blob in settled})
+    result.recovered_delivered = len(recovered & {blob.name for blob in phase_two if "/lost-" not in blob.name})
+
+
+def make_blobs(count: int, malformed_share: float, *, first: int = 0, lost_share: float = 0.0) -> list[SoakBlob]:
+    """`count` blobs numbered from `first`; every 1/malformed_share-th one malformed, the kinds taking turns; every
+    1/lost_share-th well-formed one named `lost-*` (the lost-events phase drops their events)."""
+    step = max(1, round(1 / malformed_share)) if malformed_share > 0 else count + first + 1
+    lost_step = max(1, round(1 / lost_share)) if lost_share > 0 else 0
     blobs = []
-    for index in range(count):
+    for index in range(first, first + count):
         blob_id = f"b{index:06d}"
         if index % step == step - 1:
             kind = MALFORMED_KINDS[(index // step) % len(MALFORMED_KINDS)]
@@ -165,7 +264,8 @@ def make_blobs(count: int, malformed_share: float) -> list[SoakBlob]:
         else:
             rows = 1 + index % 3
             body = "".join(f"{blob_id},{row},v{row}\n" for row in range(rows)).encode()
-            blobs.append(SoakBlob(f"{DATABASE}/{CSV_TABLE}/good-{blob_id}.csv", body, "good", blob_id, rows))
+            stem = "lost" if lost_step and index % lost_step == 0 else "good"
+            blobs.append(SoakBlob(f"{DATABASE}/{CSV_TABLE}/{stem}-{blob_id}.csv", body, "good", blob_id, rows))
     return blobs
 
 
@@ -211,22 +311,12 @@ def run_soak(config: SoakConfig, log: Any = print) -> SoakResult:
     with running_stack(work_dir, in_memory=True) as stack:
         stack.create_table(DATABASE, CSV_TABLE, "blob_id:string, row:long, value:string")
         stack.create_table(DATABASE, JSON_TABLE, "blob_id:string, value:long")
-        values = stack.app_settings(
-            PREFIX,
-            SUBMIT_SCHEDULE="*/5 * * * * *",
-            TRACK_SCHEDULE="*/5 * * * * *",
-            TRACKING_POLL_INITIAL_SECONDS="2",
-            TRACKING_POLL_MAX_SECONDS="10",
-            PENDING_VISIBILITY_TIMEOUT_SECONDS="30",
-            DRAIN_TIME_BUDGET_SECONDS="20",
-        )
+        values = _soak_settings(stack)
         settings = load_settings(values)
         result.in_doubt_limit = config.kills * settings.submit_concurrency * settings.max_blobs_per_batch
         container = values["STAGING_CONTAINER"]
         BlobServiceClient.from_connection_string(stack.azurite.connection_string).create_container(container)
-        stack.set_faults(
-            throttleRate=config.throttle_rate, errorRate=config.error_rate, latencyMs=config.latency_ms, retryAfterSeconds=1
-        )
+        _set_faults(stack, config)
         extra_env = {"DEVHOST_ALERTS_FILE": str(alerts_file)}
         host: Service = start_local_host(values, work_dir, "devhost-soak", extra_env)
         uploader = threading.Thread(target=_upload, args=(stack, container, blobs), daemon=True)
@@ -243,15 +333,18 @@ def run_soak(config: SoakConfig, log: Any = print) -> SoakResult:
             uploader.join()
             log(f"soak: all blobs landed at {time.monotonic() - started:.0f} s; waiting for the pipeline to settle")
             _wait_settled(stack, values, good, malformed, alerts_file, config.settle_timeout, log)
+            host.stop()
+            settled = list(blobs)
+            host, phase_two = _lose_events(stack, values, config, len(blobs), extra_env, log)
+            good += phase_two
+            _wait_settled(stack, values, good, malformed, alerts_file, config.settle_timeout, log)
         finally:
             host.stop()
-        queue_names = [values["PENDING_QUEUE"], values["TRACKING_QUEUE"], values["FAILURES_QUEUE"]]
-        queue_names += [f"{name}-poison" for name in queue_names] + ["webjobs-blobtrigger-poison"]
-        result.queues_left = _queue_counts(stack, queue_names)
+        result.blobs, result.good = len(good) + len(malformed), len(good)
+        _check_recovered(result, settled, phase_two, work_dir / "devhost-soak-lost.log")
+        result.queues_left = _queues_left(stack, values)
         result.emulator_stats = stack.stats()
-        data_dir = stack.emulator.data_dir
-        stack.emulator.stop()
-        rows = _rows_by_blob(data_dir / "kusto.duckdb")
+        rows = _final_rows(stack)
     alerts = _read_alerts(alerts_file)
     _check(result, good, malformed, rows, alerts)
     result.seconds = time.monotonic() - started

@@ -178,9 +178,13 @@ def running_stack(work_dir: Path, emulator_args: list[str] | None = None, *, in_
     (8,600 extents: 112 s without an answer to any request). On disk, messages share extent files and the
     sweep finds nothing to remove. The soak, which also uploads 10,000 blobs, stays in memory: its one run on
     disk did not settle within 900 s (Azurite at 94% CPU), where its runs in memory had passed in 725 s.
+
+    Azurite runs with its fast queue (`devhost/azurite_preload.js`): what the benches and the soak measure is
+    the pace of a deep queue, which plain Azurite 3.35 sets itself, at a cost that grows with every message
+    it holds (docs/performance.md, "Azurite's queue and the preload").
     """
     work_dir.mkdir(parents=True, exist_ok=True)
-    azurite = start_azurite(work_dir / "azurite", log_path=work_dir / "azurite.log", in_memory=in_memory)
+    azurite = start_azurite(work_dir / "azurite", log_path=work_dir / "azurite.log", in_memory=in_memory, fast_queue=True)
     stack: Stack | None = None
     try:
         stack = Stack(azurite, _emulator(azurite, work_dir / "emulator", emulator_args), work_dir)

@@ -9,6 +9,7 @@ reappears when its lease ends, its blob has no receipt and fires again on the ne
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
-from devhost.config import ConfigError, load_host_options, load_local_settings
+from devhost.config import LOSE_EVENTS_SETTING, ConfigError, load_host_options, load_local_settings, lose_events
 from devhost.connections import connection_string
 from devhost.events import install_event_handlers
 from devhost.host import LocalHost, default_host_id, load_app
@@ -65,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
             logger.info("no %s: settings come from the environment", DEFAULT_SETTINGS)
         connection_string("AzureWebJobsStorage")
         options = load_host_options(script_root / "host.json")
+        if lost := os.environ.get(LOSE_EVENTS_SETTING, ""):
+            logger.warning("%s=%s: Event Grid drops the events of blobs matching it (a test hook)", LOSE_EVENTS_SETTING, lost)
+            event_grid = lose_events(options.blobs.event_grid, lost)
+            options = dataclasses.replace(options, blobs=dataclasses.replace(options.blobs, event_grid=event_grid))
         install_event_handlers(os.environ)
         app = load_app(script_root)
         host = LocalHost(app, options, default_host_id(script_root, os.environ), script_root)

@@ -1,33 +1,60 @@
-// Loaded into Azurite's node process with `--require` (devhost/processes.py: start_azurite). Four fixes to the
-// LokiJS behind Azurite's queue, each below with its why and what; nothing else of Azurite is touched.
+// Loaded into Azurite's node process with `--require` where the pace of Azurite's queue is what gets measured:
+// `start_azurite(..., fast_queue=True)` in devhost/processes.py, which the bench and the soak ask for
+// (bench/stack.py); `make run` and the tests run Azurite as it is published. Four fixes to the LokiJS behind
+// Azurite's queue, each below with its why and what; nothing else of Azurite is touched.
 //
 // Azurite 3.35.0, the newest release that runs on Node 20, keeps every queue message of every account in one
 // LokiJS collection with binary indices on the account, the queue and the message id (and a fourth on
 // `visibleTime`, a field its messages do not have). Without these fixes a request costs in proportion to every
-// message stored, or to n log n of it, and a drain of a deep queue was bound by Azurite walking and sorting
-// its messages, at a cost that swung 2x from one drain to the next (docs/performance.md). Real Azure Storage
-// has no such cost. With them, deletes and the expiry check go through indices; a receive still walks the
-// queue's visible messages to pick the oldest, and keeping the indices moves arrays of integers, both cheap
-// beside what was removed.
+// message stored, or to n log n of it, so a drain of a deep queue is bound by Azurite walking and sorting its
+// messages (docs/performance.md, "Azurite's queue and the preload"). Real Azure Storage has no such cost. With
+// them, deletes and the expiry check go through indices; a receive still walks the queue's visible messages to
+// pick the oldest, and keeping the indices moves arrays of integers, both cheap beside what was removed.
+//
+// The fixes lean on Azurite's internals (the collection's name, the shape of its queries), so they are applied
+// only to the Azurite release they were written for: on another one the preload refuses, and Azurite does not
+// start. Skipping the fixes instead would let the bench print figures several times off with nothing saying
+// why. After an upgrade, check each fix against the new release (docs/local-development.md says what upstream
+// would have to change to drop each) and update PATCHED_FOR.
 
 "use strict";
 
 const path = require("path");
 
-// Resolve lokijs the way Azurite does, so that the patched module is the one Azurite loads.
+/** The Azurite release (node_modules/azurite/package.json) these fixes were written for and checked against. */
+const PATCHED_FOR = "3.35.0";
+
+/** Stop the node process before Azurite starts, with one line saying why and what to do. */
+function refuse(why) {
+  process.stderr.write(`devhost/azurite_preload.js: ${why}\n`);
+  process.exit(1);
+}
+
 const azuriteDir = path.resolve(__dirname, "..", "node_modules", "azurite");
+let installed;
+try {
+  installed = require(path.join(azuriteDir, "package.json")).version;
+} catch (error) {
+  refuse(`cannot read the installed Azurite's version (${error.message}): run 'npm ci' (make does this)`);
+}
+if (installed !== PATCHED_FOR) {
+  refuse(
+    `its fixes were written for Azurite ${PATCHED_FOR}, and node_modules/azurite is ${installed}: ` +
+      `pin azurite ${PATCHED_FOR} in package.json and run 'npm ci', or check each fix against ${installed} ` +
+      "(docs/local-development.md) and update PATCHED_FOR"
+  );
+}
+
+// Resolve lokijs the way Azurite does, so that the patched module is the one Azurite loads.
 const Loki = require(require.resolve("lokijs", { paths: [azuriteDir] }));
 
 const MESSAGES = "$MESSAGES_COLLECTION$";
 
-/** The method being replaced; throws when it is missing, so an Azurite upgrade cannot leave a fix silently off. */
+/** The method being replaced; refuses when it is missing, so a changed lokijs cannot leave a fix silently off. */
 function original(owner, ownerName, method) {
   const found = owner && owner.prototype && owner.prototype[method];
   if (typeof found !== "function") {
-    throw new Error(
-      `devhost/azurite_preload.js: lokijs has no ${ownerName}.prototype.${method}; ` +
-        "the Azurite pinned in package.json is not the one this preload was written for"
-    );
+    refuse(`lokijs has no ${ownerName}.prototype.${method}: the lokijs installed is not the one these fixes were written for`);
   }
   return found;
 }

@@ -29,6 +29,7 @@ Event Grid subscription that feeds the trigger in Azure (`LocalEventGrid`):
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -469,7 +470,7 @@ class BlobTriggerListener:
                 if not inflight.wait_below(self.limit, stop):
                     self.abandon([key])
                     return
-                inflight.submit(lambda properties=properties, key=key: self._fire(properties, key), key)
+                inflight.submit(functools.partial(self._fire, properties, key), key)
             self._unavailable = False
         except ResourceNotFoundError:
             self._report_unavailable("container %s does not exist yet; waiting for it", self.path.container)

@@ -7,6 +7,8 @@ without editing the file). `%NAME%` binding expressions are resolved from the sa
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
 import logging
 import os
@@ -15,6 +17,9 @@ from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from shared.ops.settings_file import settings_file_values
+from shared.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +32,15 @@ class ConfigError(ValueError):
 
 
 def load_local_settings(path: Path, environ: MutableMapping[str, str] = os.environ) -> dict[str, str]:
-    """Export the `Values` of a local.settings.json file to `environ` (existing variables win) and return them."""
+    """Export the `Values` of a local.settings.json file to `environ` (existing variables win) and return them.
+
+    The file is read by the operator command's reader (`shared.ops.settings_file`), the one reader of its format."""
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the settings file ({error.strerror})") from None
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-    values = document.get("Values") if isinstance(document, dict) else None
-    if not isinstance(values, dict):
-        raise ConfigError(f'{path}: expected an object with a "Values" object of app settings')
+        values = settings_file_values(path)
+    except SettingsError as error:
+        raise ConfigError(str(error)) from None
     exported: dict[str, str] = {}
-    for name, value in values.items():
-        if not isinstance(value, str | int | float | bool):
-            raise ConfigError(f"{path}: Values.{name} must be a string, not {type(value).__name__}")
-        text = str(value).lower() if isinstance(value, bool) else str(value)
+    for name, text in values.items():
         if name in environ:
             logger.info("setting %s comes from the environment, not from %s", name, path.name)
             continue
@@ -131,6 +130,21 @@ class EventGridOptions:
     def retry_delay(self, failed_attempts: int) -> float:
         """Seconds before the next attempt after `failed_attempts` failed ones (1 or more)."""
         return self.retry_delays[min(failed_attempts, len(self.retry_delays)) - 1]
+
+
+LOSE_EVENTS_SETTING = "DEVHOST_LOSE_EVENTS"
+"""A test hook of the local host alone (an environment variable or a local.settings.json value): Event Grid drops
+the BlobCreated event of every blob whose name matches this glob, as a subscription without a dead-letter
+destination does after its retries, so the reconciler and the soak can show a lost event is recovered."""
+
+
+def lose_events(event_grid: EventGridOptions, pattern: str) -> EventGridOptions:
+    """`event_grid` with its deliveries dropped for blob names matching `pattern` (LOSE_EVENTS_SETTING)."""
+    if not pattern:
+        return event_grid
+    return dataclasses.replace(
+        event_grid, delivery_fault=lambda name: DELIVERY_DROPPED if fnmatch.fnmatchcase(name, pattern) else None
+    )
 
 
 @dataclass(frozen=True)

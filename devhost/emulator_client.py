@@ -10,7 +10,7 @@ from typing import Any
 
 from azure.core import PipelineClient
 from azure.core.pipeline.policies import RetryPolicy
-from azure.core.rest import HttpRequest
+from azure.core.rest import HttpRequest, HttpResponse
 
 from shared.names import check_entity_name, quote_path_segment
 
@@ -24,7 +24,7 @@ class EmulatorClient:
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self._base = url.rstrip("/")
-        self._client = PipelineClient(
+        self._client: PipelineClient[HttpRequest, HttpResponse] = PipelineClient(
             self._base, policies=[RetryPolicy(retry_total=10, retry_status=10, retry_backoff_factor=0.2)]
         )
         self._timeout = timeout

@@ -51,6 +51,16 @@ class Listener(Protocol):
     def abandon(self, tokens: list[Any]) -> None: ...
 
 
+def disabled_setting(function: str) -> str:
+    """The app setting that turns one function off, on the real host as here."""
+    return f"AzureWebJobs.{function}.Disabled"
+
+
+def function_disabled(function: str, values: Mapping[str, str]) -> bool:
+    """Whether `AzureWebJobs.<function>.Disabled` is true (or 1), as the host reads it."""
+    return values.get(disabled_setting(function), "").strip().lower() in ("true", "1")
+
+
 def default_host_id(script_root: Path, values: Mapping[str, str]) -> str:
     """`AzureFunctionsWebHost__hostid` if set, else a stable id from this machine and app folder (at most 32 chars)."""
     configured = values.get(HOST_ID_SETTING)
@@ -125,6 +135,10 @@ class LocalHost:
             FunctionInvoker(function, script_root, self.worker, options.function_timeout) for function in app.get_functions()
         ]
         for invoker in invokers:
+            if function_disabled(invoker.name, values):
+                # As the real host: a function turned off by AzureWebJobs.<name>.Disabled is indexed, never triggered.
+                logger.info("Function '%s' is disabled (%s)", invoker.name, disabled_setting(invoker.name))
+                continue
             kind = invoker.trigger.type
             if kind not in ("blobTrigger", "timerTrigger", "queueTrigger"):
                 raise ConfigError(f"function {invoker.name}: trigger type {kind} is not supported by the local host")

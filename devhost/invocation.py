@@ -210,7 +210,7 @@ class InvocationContext(func.Context):
         return self._invocation_id
 
     @property
-    def thread_local_storage(self) -> threading.local:
+    def thread_local_storage(self) -> threading.local:  # type: ignore[override]  # the worker's own Context has an instance
         return self._thread_local_storage
 
     @property

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -89,10 +90,10 @@ class QueueTriggerListener:
                 return
             received = self._receive()
             for message in received:
-                lease = _Lease(message, message.pop_receipt)
+                lease = _Lease(message, message.pop_receipt or "")
                 with self._leases_lock:
                     self._leases[message.id] = lease
-                inflight.submit(lambda lease=lease: self._handle(lease), lease)
+                inflight.submit(functools.partial(self._handle, lease), lease)
             delay = FIRST_POLLING_INTERVAL if received else min(delay * 2, self._options.max_polling_interval)
             if not received:
                 stop.wait(delay)
@@ -128,7 +129,7 @@ class QueueTriggerListener:
     def _handle(self, lease: _Lease) -> None:
         message = lease.message
         try:
-            if message.dequeue_count > self._options.max_dequeue_count:
+            if (message.dequeue_count or 0) > self._options.max_dequeue_count:
                 self._to_poison(lease, f"read {message.dequeue_count} times (a host stopped while running it)")
                 return
             body = self._decode(message.content)
@@ -150,7 +151,7 @@ class QueueTriggerListener:
                 return
             if succeeded:
                 self._settle(lease, delete=True)
-            elif message.dequeue_count >= self._options.max_dequeue_count:
+            elif (message.dequeue_count or 0) >= self._options.max_dequeue_count:
                 self._to_poison(lease, f"failed {message.dequeue_count} times")
             else:
                 self._settle(lease, visibility_timeout=int(self._options.visibility_timeout))
@@ -228,7 +229,7 @@ class QueueTriggerListener:
                         receipt = self._queue.update_message(
                             lease.message.id, lease.pop_receipt, visibility_timeout=self._lease_seconds
                         )
-                        lease.pop_receipt = receipt.pop_receipt
+                        lease.pop_receipt = receipt.pop_receipt or lease.pop_receipt
                     except AzureError as error:
                         logger.warning("lease of message %s not renewed: %s", lease.message.id, type(error).__name__)
 

@@ -201,6 +201,19 @@ param deleteOnSuccess bool = false
 @description('NCRONTAB schedule of the poison-queue watcher, the digest flush and state clean-up, 6 fields, UTC (HOUSEKEEPING_SCHEDULE).')
 param housekeepingSchedule string = '0 * * * * *'
 
+@description('NCRONTAB schedule of the reconciliation timer, which records staged blobs whose event was lost, 6 fields, UTC (RECONCILE_SCHEDULE).')
+param reconcileSchedule string = '0 */30 * * * *'
+
+@description('How far back, in seconds, the reconciler looks for staged blobs the app never recorded (RECONCILE_LOOKBACK_SECONDS).')
+@minValue(600)
+@maxValue(604800)
+param reconcileLookbackSeconds int = 86400
+
+@description('How old, in seconds, a staged blob must be before the reconciler takes its event for lost (RECONCILE_GRACE_SECONDS).')
+@minValue(0)
+@maxValue(86400)
+param reconcileGraceSeconds int = 1800
+
 @description('Repeats of one (database, table, error code) within this many seconds become one digest; 0 turns digests off (ALERT_DIGEST_WINDOW_SECONDS).')
 @minValue(0)
 @maxValue(604800)
@@ -682,6 +695,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       DEAD_LETTER_CONTAINER: deadLetterContainerName
       DUPLICATE_WINDOW_SECONDS: string(duplicateWindowSeconds)
       HOUSEKEEPING_SCHEDULE: housekeepingSchedule
+      RECONCILE_SCHEDULE: reconcileSchedule
+      RECONCILE_LOOKBACK_SECONDS: string(reconcileLookbackSeconds)
+      RECONCILE_GRACE_SECONDS: string(reconcileGraceSeconds)
     }
     dependsOn: [
       blobDataOwnerAssignment

@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import admin, mgmt, query, queued_protocol, rest_ingestion
+from . import admin, mgmt, query, queued_protocol, rest_ingestion, streaming_ingestion
 from .config import EmulatorConfig
 from .errors import BadRequest, EmulatorError, EntityNotFound, InternalError
 from .middleware import KustoFrontDoor
@@ -49,6 +49,7 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> St
     state = state or EmulatorState.open(config)
     routes = [
         *rest_ingestion.routes(state),
+        *streaming_ingestion.routes(state),
         *mgmt.routes(state),
         *query.routes(state),
         *queued_protocol.routes(state),

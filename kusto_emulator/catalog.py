@@ -1,7 +1,7 @@
 """The DuckDB file that holds every database, table and the emulator's own bookkeeping.
 
 Databases are DuckDB schemas, tables are DuckDB tables, and the `_emulator` schema holds operations,
-per-blob outcomes, extents (tags, creation time, source id, row count), mappings and ingestion failures,
+per-blob outcomes, extents (tags, creation time, source id, row count), mappings, policies and ingestion failures,
 so all of it survives a restart. One DuckDB connection is opened per process; every caller takes its own
 cursor (`cursor()`), which is how DuckDB is used from several threads. Kusto names are case-sensitive
 while DuckDB matches identifiers case-insensitively, so lookups compare names exactly in Python and two
@@ -45,6 +45,8 @@ BOOKKEEPING_DDL = (
     """CREATE TABLE IF NOT EXISTS _emulator.ingestion_failures (
         operation_id VARCHAR, database VARCHAR, "table" VARCHAR, failed_on TIMESTAMP, source_path VARCHAR,
         source_id VARCHAR, error_code VARCHAR, failure_status VARCHAR, details VARCHAR)""",
+    # Policies of a table, or of a database (`table` empty), as the JSON Kusto shows them; see policies.py.
+    """CREATE TABLE IF NOT EXISTS _emulator.policies (database VARCHAR, "table" VARCHAR, kind VARCHAR, policy VARCHAR)""",
 )
 
 
@@ -255,6 +257,7 @@ class Catalog:
                 cur.execute(f"DROP TABLE {self.table_ref(database, table)}")
                 cur.execute('DELETE FROM _emulator.extents WHERE database = ? AND "table" = ?', [database, table])
                 cur.execute('DELETE FROM _emulator.mappings WHERE database = ? AND "table" = ?', [database, table])
+                cur.execute('DELETE FROM _emulator.policies WHERE database = ? AND "table" = ?', [database, table])
                 cur.execute("COMMIT")
             self._names[database].discard(table)
             self._columns.pop((database, table), None)
@@ -346,10 +349,12 @@ class Catalog:
         row_count: int,
         operation_id: str,
         blob_url: str,
-    ) -> None:
-        """Record the extent of one ingested blob, inside the caller's transaction (same as the rows)."""
+    ) -> uuid.UUID:
+        """Record the extent of one ingested blob, inside the caller's transaction (same as the rows); returns its id."""
         now = utc_now()
+        extent_id = uuid.uuid4()
         cursor.execute(
             "INSERT INTO _emulator.extents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [uuid.uuid4(), database, table, now, creation_time or now, tags, source_id, row_count, operation_id, blob_url],
+            [extent_id, database, table, now, creation_time or now, tags, source_id, row_count, operation_id, blob_url],
         )
+        return extent_id

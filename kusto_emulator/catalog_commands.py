@@ -5,7 +5,7 @@ Supported (any case; `T` may be bracketed as `['T']` or `["T"]`):
 `.create table T (a:string, b:long, ...)`, `.create-merge table T (...)`, `.drop table T [ifexists]`,
 `.show tables`, `.show table T schema as json`,
 `.create[-or-alter] table T ingestion <kind> mapping "name" '<json>'`, `.show table T ingestion <kind> mappings`,
-`.show ingestion failures`.
+`.show ingestion failures`, `.show version`.
 """
 
 from __future__ import annotations
@@ -14,40 +14,15 @@ import json
 import re
 from collections.abc import Sequence
 
+import duckdb
+
 from .errors import BadRequest, EntityAlreadyExists, IngestionError, SyntaxError_
 from .kusto_types import DOTNET_TYPES, canonical_kusto_type
-from .mappings import MAPPING_KINDS, parse_mapping
+from .mappings import MAPPING_KINDS, canonical_mapping, parse_mapping
 from .mgmt_request import MgmtHandler, MgmtRequest, command
+from .mgmt_syntax import NAME, STRING, STRINGS, entity, string_literal, string_value
 from .names import validate_entity_name
 from .responses import V1Table
-
-NAME = r"""(?:\[\s*'[^']*'\s*\]|\[\s*"[^"]*"\s*\]|[A-Za-z0-9_][A-Za-z0-9_.\-]*)"""
-STRING = r"""(?:@?'(?:[^'\\]|\\.)*'|@?"(?:[^"\\]|\\.)*"|```.*?```)"""
-
-
-def entity(text: str) -> str:
-    """`['My Table']` / `["x"]` / `x` -> the bare name."""
-    text = text.strip()
-    if text.startswith("["):
-        return text[1:-1].strip()[1:-1]
-    return text
-
-
-def string_literal(text: str) -> str:
-    """The value of a Kusto string literal: '...' or "..." (backslash escapes), @'...' verbatim, or ```...```."""
-    if text.startswith("```"):
-        return text[3:-3]
-    if text.startswith("@"):
-        return text[2:-1]
-    body = text[1:-1]
-    return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t", "r": "\r"}.get(m.group(1), m.group(1)), body)
-
-
-def _database(request: MgmtRequest) -> str:
-    if not request.database:
-        raise BadRequest("this command needs a database: set 'db' in the request body")
-    request.state.use_database(request.database)
-    return request.database
 
 
 def _schema_table(request: MgmtRequest, database: str, table: str) -> V1Table:
@@ -108,7 +83,7 @@ def show_databases(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Tab
 
 
 def create_table(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    database = _database(request)
+    database = request.context_database()
     table = validate_entity_name("table", entity(match.group("table")))
     merge = match.group("verb").lower() == ".create-merge"
     request.state.catalog.create_table(database, table, _parse_columns(match.group("columns")), merge=merge)
@@ -116,7 +91,7 @@ def create_table(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table
 
 
 def drop_table(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    database = _database(request)
+    database = request.context_database()
     request.state.catalog.drop_table(database, entity(match.group("table")), if_exists=bool(match.group("ifexists")))
     return [_tables_table(request, database)]
 
@@ -130,11 +105,11 @@ def _tables_table(request: MgmtRequest, database: str) -> V1Table:
 
 
 def show_tables(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    return [_tables_table(request, _database(request))]
+    return [_tables_table(request, request.context_database())]
 
 
 def show_table_schema(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    return [_schema_table(request, _database(request), entity(match.group("table")))]
+    return [_schema_table(request, request.context_database(), entity(match.group("table")))]
 
 
 _MAPPING_COLUMNS = [
@@ -148,15 +123,15 @@ _MAPPING_COLUMNS = [
 
 
 def create_mapping(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    database = _database(request)
+    database = request.context_database()
     table = entity(match.group("table"))
     kind = match.group("kind").lower()
     if kind not in MAPPING_KINDS:
         raise SyntaxError_(f"unknown mapping kind '{kind}': use one of {', '.join(MAPPING_KINDS)}")
     name = string_literal(match.group("name"))
-    text = string_literal(match.group("mapping"))
     columns = request.state.catalog.table_columns(database, table)
     try:
+        text = canonical_mapping(string_value(match.group("mapping")))
         elements = parse_mapping(text, kind)
     except IngestionError as error:
         raise BadRequest(f"mapping '{name}': {error.details}", code=error.code) from None
@@ -168,7 +143,7 @@ def create_mapping(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Tab
         )
     if match.group("verb").lower() == ".create":
         existing = [m for m in request.state.catalog.list_mappings(database, table) if m.name == name and m.kind.lower() == kind]
-        if existing and existing[0].mapping != text:
+        if existing and canonical_mapping(existing[0].mapping) != text:
             raise EntityAlreadyExists(f"{kind} mapping '{name}' already exists on table '{table}': use .create-or-alter")
     stored = request.state.catalog.put_mapping(database, table, kind, name, text)
     return [
@@ -181,7 +156,7 @@ def create_mapping(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Tab
 
 
 def show_mappings(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
-    database = _database(request)
+    database = request.context_database()
     table = entity(match.group("table"))
     request.state.catalog.require_table(database, table)
     kind = match.group("kind").lower()
@@ -193,21 +168,73 @@ def show_mappings(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Tabl
     return [V1Table("Table_0", _MAPPING_COLUMNS, rows)]
 
 
+# Kusto's documented columns of `.show ingestion failures`, in its order; IngestionSourceId is the emulator's addition
+# (last, so clients reading the documented columns by position are not thrown off).
+_FAILURE_COLUMNS = [
+    ("OperationId", "string"),
+    ("Database", "string"),
+    ("Table", "string"),
+    ("FailedOn", "datetime"),
+    ("IngestionSourcePath", "string"),
+    ("Details", "string"),
+    ("FailureKind", "string"),
+    ("RootActivityId", "string"),
+    ("OperationKind", "string"),
+    ("OriginatesFromUpdatePolicy", "bool"),
+    ("ErrorCode", "string"),
+    ("Principal", "string"),
+    ("User", "string"),
+    ("IngestionProperties", "string"),
+    ("NumberOfSources", "int"),
+    ("ShouldRetry", "bool"),
+    ("IngestionSourceId", "string"),
+]
+
+
 def show_failures(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
+    """One row per failed source. The emulator has no principals or activity ids to report: those columns are empty."""
+    rows = []
+    for operation_id, database, table, failed_on, path, source_id, code, kind, details in request.state.catalog.list_failures(
+        request.database
+    ):
+        known = {
+            "OperationId": operation_id,
+            "Database": database,
+            "Table": table,
+            "FailedOn": failed_on,
+            "IngestionSourcePath": path,
+            "Details": details,
+            "FailureKind": kind,
+            "OperationKind": "DataIngestPull",
+            "OriginatesFromUpdatePolicy": False,
+            "ErrorCode": code,
+            "NumberOfSources": 1,
+            "ShouldRetry": kind == "Transient",
+            "IngestionSourceId": source_id,
+        }
+        rows.append([known.get(name, "") for name, _ in _FAILURE_COLUMNS])
+    return [V1Table("Table_0", _FAILURE_COLUMNS, rows)]
+
+
+# The emulator has no release number; a four-part version, as Kusto's builds have, keeps clients that parse it working.
+_BUILD_VERSION = "1.0.0.0"
+
+
+def show_version(request: MgmtRequest, match: re.Match[str]) -> Sequence[V1Table]:
+    """`.show version`. The emulator is both services at one URL; it says DataManagement because the clients look at
+    ServiceType only when a queued ingestion fails, to tell the user they may have the engine's URL instead."""
     columns = [
-        ("OperationId", "string"),
-        ("Database", "string"),
-        ("Table", "string"),
-        ("FailedOn", "datetime"),
-        ("IngestionSourcePath", "string"),
-        ("IngestionSourceId", "string"),
-        ("ErrorCode", "string"),
-        ("FailureKind", "string"),
-        ("Details", "string"),
-        ("ShouldRetry", "bool"),
+        ("BuildVersion", "string"),
+        ("BuildTime", "datetime"),
+        ("ServiceType", "string"),
+        ("ProductVersion", "string"),
+        ("ServiceOffering", "string"),
     ]
-    rows = [[*row, row[7] == "Transient"] for row in request.state.catalog.list_failures(request.database)]
-    return [V1Table("Table_0", columns, rows)]
+    return [
+        V1Table(
+            "Table_0", columns, [[_BUILD_VERSION, None, "DataManagement", f"kusto-emulator on DuckDB {duckdb.__version__}", ""]]
+        )
+    ]
 
 
 COMMANDS: list[tuple[re.Pattern[str], MgmtHandler]] = [
@@ -230,10 +257,11 @@ COMMANDS: list[tuple[re.Pattern[str], MgmtHandler]] = [
     (
         command(
             rf"(?P<verb>\.create|\.create-or-alter)\s+table\s+(?P<table>{NAME})\s+ingestion\s+(?P<kind>[A-Za-z0-9]+)\s+mapping\s+"
-            rf"(?P<name>{STRING})\s+(?P<mapping>{STRING})\s*"
+            rf"(?P<name>{STRING})\s+(?P<mapping>{STRINGS})\s*"
         ),
         create_mapping,
     ),
     (command(rf"\.show\s+table\s+(?P<table>{NAME})\s+ingestion\s+(?P<kind>[A-Za-z0-9]+)\s+mappings\s*"), show_mappings),
     (command(r"\.show\s+ingestion\s+failures\s*"), show_failures),
+    (command(r"\.show\s+version\s*"), show_version),
 ]

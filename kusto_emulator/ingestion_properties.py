@@ -1,4 +1,4 @@
-"""Reading ingestion properties that arrive in either wire form: REST sends JSON values, queue messages strings."""
+"""Reading ingestion properties that arrive in any wire form: REST sends JSON values, queue messages and `.ingest` strings."""
 
 from __future__ import annotations
 
@@ -41,3 +41,40 @@ def parse_creation_time(value: Any) -> datetime | None:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(UTC).replace(tzinfo=None)
     return parsed
+
+
+# Property name as a queue message's AdditionalProperties or a command's `with (...)` spells it (lower case) -> the
+# REST name the ingestion pipeline reads. The *Mapping* aliases are the deprecated spellings Kusto still accepts.
+_PROPERTY_NAMES = {
+    "format": "format",
+    "ingestionmappingreference": "ingestionMappingReference",
+    "mappingreference": "ingestionMappingReference",
+    "csvmappingreference": "ingestionMappingReference",
+    "jsonmappingreference": "ingestionMappingReference",
+    "avromappingreference": "ingestionMappingReference",
+    "ingestionmapping": "ingestionMapping",
+    "csvmapping": "ingestionMapping",
+    "jsonmapping": "ingestionMapping",
+    "avromapping": "ingestionMapping",
+    "tags": "tags",
+    "ingestifnotexists": "ingestIfNotExists",
+    "ignorefirstrecord": "ignoreFirstRecord",
+    "creationtime": "creationTime",
+    "zippattern": "zipPattern",
+}
+
+
+def job_properties(named: dict[str, Any]) -> dict[str, Any]:
+    """The REST-named properties the pipeline reads, from names in any case; other names are accepted and ignored."""
+    properties: dict[str, Any] = {}
+    for key, value in named.items():
+        name = _PROPERTY_NAMES.get(str(key).lower())
+        if name is None or value is None:
+            continue
+        if name == "ingestionMapping" and not isinstance(value, str):
+            properties[name] = json.dumps(value)
+        elif name == "format" and isinstance(value, str):
+            properties[name] = value.lower()
+        else:
+            properties[name] = value
+    return properties

@@ -3,6 +3,8 @@
 Kusto accepts two spellings of a mapping element: the current one,
 `{"column": "a", "datatype": "long", "Properties": {"Ordinal": "0"}}`, and the older flat one,
 `{"Name": "a", "DataType": "long", "Ordinal": 0}` / `{"column": "a", "path": "$.a"}`. Both are read here.
+Kusto also reads mapping JSON leniently: a comma before the closing `]` or `}` is allowed (what a mapping
+written one element per line, each ending in `,`, leaves behind), so the emulator allows it too.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ FORMAT_MAPPING_KIND = {
 }
 MAPPING_KINDS = ("csv", "json", "avro", "apacheavro", "parquet", "orc", "w3clogfile", "sstream")
 
+_CLOSING_NEXT = re.compile(r"\s*[\]}]")
 # A JSON path Kusto mappings use: `$`, then `.name`, `['name']` or `[index]` steps.
 _PATH_STEP = re.compile(r"""\.([A-Za-z_][A-Za-z0-9_\-]*)|\[\s*'((?:[^'\\]|\\.)*)'\s*\]|\[\s*"((?:[^"\\]|\\.)*)"\s*\]|\[(\d+)\]""")
 
@@ -110,12 +113,44 @@ def _element(item: Any, index: int, kind: str) -> ColumnMapping:
     raise _invalid(f"{kind} mapping element {index} ('{column}') needs a Path, a Field or a ConstValue")
 
 
+def _without_trailing_commas(text: str) -> str:
+    """`text` without the commas (outside JSON strings) that only whitespace separates from a closing bracket."""
+    kept: list[str] = []
+    in_string = escaped = False
+    for position, char in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char == "," and _CLOSING_NEXT.match(text, position + 1):
+            continue
+        kept.append(char)
+    return "".join(kept)
+
+
+def mapping_json(text: str) -> Any:
+    """The JSON value of a mapping as Kusto reads it (trailing commas allowed); BadRequest_InvalidMapping if unreadable."""
+    if not isinstance(text, str):
+        raise _invalid("the mapping must be JSON text")
+    try:
+        return json.loads(_without_trailing_commas(text))
+    except ValueError as error:
+        raise _invalid(f"the mapping is not valid JSON: {error}") from None
+
+
+def canonical_mapping(text: str) -> str:
+    """The mapping as stored and shown by `.show ... mappings`: plain JSON, whatever leniency it was written with."""
+    return json.dumps(mapping_json(text))
+
+
 def parse_mapping(text: str, kind: str) -> list[ColumnMapping]:
     """The elements of a mapping given as JSON text; BadRequest_InvalidMapping naming the problem."""
-    try:
-        value = json.loads(text)
-    except (TypeError, ValueError) as error:
-        raise _invalid(f"the mapping is not valid JSON: {error}") from None
+    value = mapping_json(text)
     if not isinstance(value, list) or not value:
         raise _invalid("the mapping must be a non-empty JSON array of column mappings")
     elements = [_element(item, index, kind) for index, item in enumerate(value)]

@@ -1,7 +1,9 @@
 """`POST /v1/rest/mgmt`: management commands, dispatched by regular expression.
 
 Each module contributes a list of (compiled pattern, handler) pairs: `catalog_commands.COMMANDS` (tables,
-databases, mappings, failures) and `queued_protocol.MGMT_COMMANDS` (ingestion resources, identity token).
+databases, mappings, failures, version), `policy_commands.COMMANDS` (streaming ingestion policy),
+`ingest_commands.COMMANDS` (`.ingest inline`, `.ingest into`) and `queued_protocol.MGMT_COMMANDS`
+(ingestion resources, identity token).
 The first pattern that matches the whole command wins. A handler takes the parsed request and the match,
 and returns the v1 tables of the answer; it runs on a worker thread, so it may block on DuckDB.
 """
@@ -18,14 +20,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from . import catalog_commands, queued_protocol
+from . import catalog_commands, ingest_commands, policy_commands, queued_protocol
 from .bodies import read_json_body
 from .errors import BadRequest, SyntaxError_
 from .mgmt_request import MgmtHandler, MgmtRequest
 from .responses import V1Table, v1_response
 from .state import EmulatorState
 
-COMMANDS: list[tuple[re.Pattern[str], MgmtHandler]] = [*catalog_commands.COMMANDS, *queued_protocol.MGMT_COMMANDS]
+COMMANDS: list[tuple[re.Pattern[str], MgmtHandler]] = [
+    *catalog_commands.COMMANDS,
+    *policy_commands.COMMANDS,
+    *ingest_commands.COMMANDS,
+    *queued_protocol.MGMT_COMMANDS,
+]
 
 
 def _properties(value: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from azure.storage.queue import QueueClient, QueueMessage, TextBase64EncodePolic
 from .catalog import Failure
 from .errors import EmulatorError, IngestionError
 from .identity_token import IdentityTokens, InvalidIdentityTokenError
+from .ingestion_job import BlobOutcome, IngestionJob
 from .ingestion_resources import POISON_SUFFIX, IngestionResources
 from .queue_messages import (
     IngestionMessage,
@@ -39,7 +40,6 @@ from .queue_messages import (
 )
 from .state import EmulatorState
 from .storage import blob_client, delete_blob, split_credential
-from .worker import BlobOutcome, IngestionJob
 
 logger = logging.getLogger(__name__)
 

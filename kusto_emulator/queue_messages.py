@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from .ingestion_properties import job_properties
+
 REPORT_FAILURES_ONLY, REPORT_NONE, REPORT_ALL = 0, 1, 2
 METHOD_QUEUE, METHOD_TABLE, METHOD_QUEUE_AND_TABLE = 0, 1, 2
 
@@ -30,26 +32,6 @@ _REPORT_LEVELS = {
     "failuresandsuccesses": REPORT_ALL,
 }
 _REPORT_METHODS = {"queue": METHOD_QUEUE, "table": METHOD_TABLE, "queueandtable": METHOD_QUEUE_AND_TABLE}
-
-# AdditionalProperties key (lower case) -> the REST property name the worker reads. The *Mapping* aliases
-# are the deprecated spellings Kusto still accepts.
-_PROPERTY_NAMES = {
-    "format": "format",
-    "ingestionmappingreference": "ingestionMappingReference",
-    "mappingreference": "ingestionMappingReference",
-    "csvmappingreference": "ingestionMappingReference",
-    "jsonmappingreference": "ingestionMappingReference",
-    "avromappingreference": "ingestionMappingReference",
-    "ingestionmapping": "ingestionMapping",
-    "csvmapping": "ingestionMapping",
-    "jsonmapping": "ingestionMapping",
-    "avromapping": "ingestionMapping",
-    "tags": "tags",
-    "ingestifnotexists": "ingestIfNotExists",
-    "ignorefirstrecord": "ignoreFirstRecord",
-    "creationtime": "creationTime",
-    "zippattern": "zipPattern",
-}
 
 
 class UnattributableMessageError(ValueError):
@@ -182,21 +164,6 @@ def _additional_properties(value: Any) -> dict[str, Any]:
     return value
 
 
-def _job_properties(additional: dict[str, Any]) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for key, value in additional.items():
-        name = _PROPERTY_NAMES.get(str(key).lower())
-        if name is None or value is None:
-            continue
-        if name == "ingestionMapping" and not isinstance(value, str):
-            properties[name] = json.dumps(value)
-        elif name == "format" and isinstance(value, str):
-            properties[name] = value.lower()
-        else:
-            properties[name] = value
-    return properties
-
-
 def _as_bool(value: Any, default: bool) -> bool:
     if value is None:
         return default
@@ -255,7 +222,7 @@ def parse_message(document: dict[str, Any]) -> IngestionMessage:
         authorization_context=authorization,
         raw_size=raw_size,
         retain_blob_on_success=_as_bool(folded.get("retainblobonsuccess"), True),
-        properties=_job_properties(additional),
+        properties=job_properties(additional),
     )
 
 

@@ -26,11 +26,11 @@ from .catalog import utc_now
 from .errors import BadRequest, InternalError, OperationNotFound
 from .ids import new_operation_id, random_uuid
 from .ingest_request import request_validator, validate_request
+from .ingestion_job import IngestionJob
 from .names import validate_entity_name
 from .operations import BlobRef, Operation
 from .state import EmulatorState
 from .storage import container_sas_url
-from .worker import IngestionJob
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ AUTH_METADATA = {
         "LoginEndpoint": "https://login.microsoftonline.com",
         "LoginMfaRequired": False,
         "KustoClientAppId": "db662dc1-0cfe-4e1c-a843-19a68e65be58",
-        "KustoClientRedirectUri": "https://microsoft/kustoclient",
+        "KustoClientRedirectUri": "http://localhost",
         "KustoServiceResourceId": "https://kusto.kusto.windows.net",
         "FirstPartyAuthorityUrl": "https://login.microsoftonline.com/f8cdef31-a31e-4b4a-93e4-5f571e91255a",
     },

@@ -10,16 +10,18 @@ from .catalog import Catalog
 from .config import EmulatorConfig
 from .errors import DatabaseNotFound
 from .faults import Faults
+from .ingestion_job import IngestionJob
 from .operations import OperationStore
+from .policies import Policies
 from .stats import Stats
-from .worker import IngestionJob, IngestionWorker
+from .worker import IngestionWorker
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class EmulatorState:
-    """Config, catalog, worker, faults, stats, operations and request activity, handed to every module's `routes(state)`."""
+    """Config, catalog, worker, faults, stats, operations, policies and request activity, handed to every `routes(state)`."""
 
     config: EmulatorConfig
     catalog: Catalog
@@ -28,6 +30,7 @@ class EmulatorState:
     stats: Stats
     operations: OperationStore
     activity: RequestActivity
+    policies: Policies
 
     @property
     def storage_connection_string(self) -> str:
@@ -51,7 +54,7 @@ class EmulatorState:
             config.max_data_size,
             activity,
         )
-        return cls(config, catalog, worker, faults, stats, OperationStore(catalog), activity)
+        return cls(config, catalog, worker, faults, stats, OperationStore(catalog), activity, Policies(catalog))
 
     def use_database(self, database: str) -> None:
         """Make sure `database` exists: create it with `--auto-create-databases`, else DatabaseNotFound."""

@@ -1,9 +1,9 @@
-"""The ingestion worker: a bounded pool of threads that download, decode and append blobs.
+"""The ingestion worker: a bounded pool of threads that ingest queued blobs in the background.
 
-Both ingestion front doors feed it: the REST queued-ingestion endpoint (`rest_ingestion.py`) and the
-queue-based protocol (`queued_protocol.py`). Each job is one blob. The rows, the extent record and, for
-tracked REST operations, the blob's final status are committed in one DuckDB transaction, so after a
-crash a blob is either fully ingested and marked Succeeded or not ingested at all (and is resumed).
+Both queued front doors feed it: the REST queued-ingestion endpoint (`rest_ingestion.py`) and the
+queue-based protocol (`queued_protocol.py`). Each job is one blob, ingested by `blob_ingestion.py`, which
+commits the rows, the extent and (tracked REST operations) the final status in one transaction, so after
+a crash a blob is either fully ingested and marked Succeeded or not ingested at all (and is resumed).
 
 A failed blob has no rows to commit, only its failure record and final status, and failures come by the
 thousand when a benchmark or a fault rule fails every blob: one transaction each cost 2.4 ms of CPU a blob,
@@ -15,77 +15,32 @@ failure is on disk.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
 import shutil
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
 from .activity import RequestActivity
-from .archives import unpack
-from .catalog import Catalog, Failure, insert_rows, utc_now
+from .blob_ingestion import BlobIngestor, failure_outcome, failure_row, outcome_row
+from .catalog import Catalog, insert_rows, utc_now
 from .config import DEFAULT_MAX_DATA_SIZE
-from .errors import EmulatorError, IngestionError
+from .errors import IngestionError
 from .faults import Faults
-from .formats import SUPPORTED_FORMATS, append_records
 from .group_commit import GroupCommitter
-from .ingestion_properties import as_bool, parse_creation_time, tag_list
-from .mappings import FORMAT_MAPPING_KIND, ColumnMapping, check_against_table, identity_mapping, parse_mapping
+from .ingestion_job import BlobOutcome, IngestionJob
 from .stats import Stats
-from .storage import BlobAccess, delete_blob, download_blob, split_credential
+from .storage import BlobAccess
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class IngestionJob:
-    """One blob to ingest. `blob_url` carries its credential (SAS query or `;managed_identity=...`).
-
-    `properties` uses the REST (v2) property names: format, ingestionMappingReference, ingestionMapping
-    (a JSON string), ignoreFirstRecord, tags, ingestIfNotExists, creationTime, zipPattern,
-    deleteAfterDownload. `blob_index` is set only for tracked REST operations: the worker then records the
-    blob's final status in `_emulator.blob_outcomes` within the ingestion transaction.
-    """
-
-    database: str
-    table: str
-    blob_url: str
-    source_id: str
-    raw_size: int | None = None
-    properties: Mapping[str, Any] = field(default_factory=dict)
-    operation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    blob_index: int | None = None
-
-    @property
-    def plain_url(self) -> str:
-        """The blob URL without its credential: the only form that is logged or stored."""
-        return split_credential(self.blob_url)[0]
-
-
-@dataclass(frozen=True)
-class BlobOutcome:
-    """How one job ended: Succeeded (rows appended), Skipped (ingestIfNotExists matched) or Failed."""
-
-    job: IngestionJob
-    status: str
-    rows: int = 0
-    error_code: str | None = None
-    failure_status: str | None = None
-    details: str | None = None
-    started_at: datetime = field(default_factory=utc_now)
-    finished_at: datetime = field(default_factory=utc_now)
 
 
 OnFinished = Callable[[BlobOutcome], None]
@@ -97,9 +52,6 @@ class _Failed:
 
     outcome: BlobOutcome
     on_finished: OnFinished | None
-
-
-_RECORD_OUTCOME_SQL = "INSERT INTO _emulator.blob_outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 
 
 def _lower_priority() -> None:
@@ -129,11 +81,10 @@ class IngestionWorker:
     ) -> None:
         self._catalog = catalog
         self._activity = activity  # the requests to give way to; None without the HTTP front (tests)
-        self._max_data_size = max_data_size
         self._blobs = BlobAccess(storage_connection_string, workers)
         self._faults = faults
         self._stats = stats
-        self._temp_dir = temp_dir
+        self.ingestor = BlobIngestor(catalog, self._blobs, faults, temp_dir, max_data_size)
         # Scratch files left by a crash belong to blobs that will be resumed from the start: drop them.
         shutil.rmtree(temp_dir, ignore_errors=True)
         temp_dir.mkdir(parents=True, exist_ok=True)
@@ -141,8 +92,6 @@ class IngestionWorker:
         self._in_progress: dict[tuple[str, int], datetime] = {}
         self._pending = 0
         self._idle = threading.Condition(self._lock)
-        # ingestIfNotExists is check-then-append: one lock per table makes the pair atomic.
-        self._table_locks: dict[tuple[str, str], threading.Lock] = {}
         # A plain queue and threads rather than an executor: submit runs 20 times per POST, and a Future per job
         # costs more than the rest of the request.
         self._jobs: queue.SimpleQueue[tuple[IngestionJob, OnFinished | None] | None] = queue.SimpleQueue()
@@ -214,13 +163,13 @@ class IngestionWorker:
             with self._lock:
                 self._in_progress[(job.operation_id, job.blob_index)] = started
         try:
-            outcome = self._ingest_or_raise(job, started)
+            outcome = self.ingestor.ingest(job, started)
         except IngestionError as error:
-            failure = _failure(job, started, error)
+            failure = failure_outcome(job, started, error)
         except Exception:
             logger.exception("ingestion of %s into %s.%s crashed", job.plain_url, job.database, job.table)
             error = IngestionError("General_InternalServerError", "the emulator failed unexpectedly; see its log")
-            failure = _failure(job, started, error)
+            failure = failure_outcome(job, started, error)
         else:
             self._done(outcome, on_finished)
             return
@@ -228,11 +177,11 @@ class IngestionWorker:
 
     def _write_failures(self, cursor: duckdb.DuckDBPyConnection, batch: list[_Failed]) -> None:
         outcomes = [failed.outcome for failed in batch]
-        self._catalog.record_failures([_failure_row(outcome) for outcome in outcomes], cursor)
+        self._catalog.record_failures([failure_row(outcome) for outcome in outcomes], cursor)
         insert_rows(
             cursor,
             "_emulator.blob_outcomes",
-            [_outcome_row(outcome) for outcome in outcomes if outcome.job.blob_index is not None],
+            [outcome_row(outcome) for outcome in outcomes if outcome.job.blob_index is not None],
         )
 
     def _failures_written(self, batch: list[_Failed], error: Exception | None) -> None:
@@ -277,167 +226,3 @@ class IngestionWorker:
                 on_finished(outcome)
             except Exception:
                 logger.exception("on_finished callback failed for %s", job.plain_url)
-
-    def _resolve_mapping(self, job: IngestionJob, fmt: str, columns: list[tuple[str, str]]) -> list[ColumnMapping]:
-        kind = FORMAT_MAPPING_KIND[fmt]
-        reference = job.properties.get("ingestionMappingReference")
-        inline = job.properties.get("ingestionMapping")
-        if reference and inline:
-            raise IngestionError("BadRequest_DuplicateMapping", "both ingestionMapping and ingestionMappingReference are set")
-        if reference:
-            try:
-                stored = self._catalog.get_mapping(job.database, job.table, str(reference), kind)
-            except EmulatorError as error:
-                raise IngestionError("BadRequest_MappingReferenceWasNotFound", error.message) from None
-            mapping = parse_mapping(stored.mapping, kind)
-        elif inline:
-            mapping = parse_mapping(inline if isinstance(inline, str) else json.dumps(inline), kind)
-        else:
-            return identity_mapping(columns[:1] if fmt in ("txt", "raw") else columns, kind)
-        check_against_table(mapping, columns, job.table)
-        return mapping
-
-    def _ingest_or_raise(self, job: IngestionJob, started: datetime) -> BlobOutcome:
-        forced = self._faults.forced_blob_error(job.plain_url)
-        if forced:
-            raise IngestionError(forced, f"failure forced by the emulator's failBlobs rule for '{job.plain_url}'")
-        fmt = str(job.properties.get("format") or "csv").lower()
-        if fmt not in SUPPORTED_FORMATS:
-            raise IngestionError("BadRequest_FormatNotSupported", f"the emulator cannot ingest format '{fmt}'")
-        try:
-            columns = self._catalog.table_columns(job.database, job.table)
-        except EmulatorError as error:
-            raise IngestionError(error.code, error.message) from None
-        mapping = self._resolve_mapping(job, fmt, columns)
-        tags = tag_list(job.properties.get("tags"), "tags")
-        if_not_exists = tag_list(job.properties.get("ingestIfNotExists"), "ingestIfNotExists")
-        creation_time = parse_creation_time(job.properties.get("creationTime"))
-        with tempfile.TemporaryDirectory(dir=self._temp_dir) as scratch:
-            client = self._blobs.client(job.blob_url)
-            downloaded = Path(scratch) / "blob"
-            size = download_blob(client, downloaded, job.plain_url)
-            if as_bool(job.properties.get("deleteAfterDownload")):
-                delete_blob(client, job.plain_url)
-            if size == 0:
-                raise IngestionError("BadRequest_EmptyBlob", f"blob '{job.plain_url}' is empty")
-            files = unpack(downloaded, job.plain_url, job.properties.get("zipPattern"))
-            self._check_size(job, sum(path.stat().st_size for path in files))
-            lock = self._table_lock(job) if if_not_exists else None
-            if lock:
-                lock.acquire()
-            try:
-                return self._commit(job, started, fmt, columns, files, mapping, tags, if_not_exists, creation_time)
-            finally:
-                if lock:
-                    lock.release()
-
-    def _check_size(self, job: IngestionJob, uncompressed: int) -> None:
-        """Kusto refuses data over its size limit unless the caller set ignoreSizeLimit."""
-        if uncompressed > self._max_data_size and not as_bool(job.properties.get("ignoreSizeLimit")):
-            raise IngestionError(
-                "BadRequest_FileTooLarge",
-                f"blob '{job.plain_url}' holds {uncompressed} bytes uncompressed, over the limit of {self._max_data_size} "
-                "(maxDataSize); set ignoreSizeLimit to ingest it anyway",
-            )
-
-    def _table_lock(self, job: IngestionJob) -> threading.Lock:
-        with self._lock:
-            return self._table_locks.setdefault((job.database, job.table), threading.Lock())
-
-    def _commit(
-        self,
-        job: IngestionJob,
-        started: datetime,
-        fmt: str,
-        columns: list[tuple[str, str]],
-        files: list[Path],
-        mapping: list[ColumnMapping],
-        tags: list[str],
-        if_not_exists: list[str],
-        creation_time: datetime | None,
-    ) -> BlobOutcome:
-        with self._catalog.cursor() as cur:
-            cur.execute("BEGIN")
-            try:
-                if if_not_exists and self._catalog.ingest_by_tag_exists(job.database, job.table, if_not_exists, cur):
-                    outcome = BlobOutcome(
-                        job,
-                        "Skipped",
-                        0,
-                        None,
-                        None,
-                        f"skipped: an extent already has an ingest-by tag in {if_not_exists}",
-                        started,
-                    )
-                    _record_outcome(cur, outcome)
-                    cur.execute("COMMIT")
-                    return outcome
-                rows = append_records(
-                    cur,
-                    self._catalog.table_ref(job.database, job.table),
-                    columns,
-                    fmt,
-                    files,
-                    mapping,
-                    as_bool(job.properties.get("ignoreFirstRecord")),
-                )
-                if rows == 0:
-                    raise IngestionError("Stream_NoDataToIngest", f"blob '{job.plain_url}' holds no records to ingest")
-                self._catalog.add_extent(
-                    cur,
-                    database=job.database,
-                    table=job.table,
-                    creation_time=creation_time,
-                    tags=tags,
-                    source_id=job.source_id,
-                    row_count=rows,
-                    operation_id=job.operation_id,
-                    blob_url=job.plain_url,
-                )
-                outcome = BlobOutcome(job, "Succeeded", rows, None, None, None, started)
-                _record_outcome(cur, outcome)
-                cur.execute("COMMIT")
-                return outcome
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
-
-def _failure(job: IngestionJob, started: datetime, error: IngestionError) -> BlobOutcome:
-    return BlobOutcome(job, "Failed", 0, error.code, error.failure_status, error.details, started, utc_now())
-
-
-def _failure_row(outcome: BlobOutcome) -> Failure:
-    job = outcome.job
-    return Failure(
-        operation_id=job.operation_id,
-        database=job.database,
-        table=job.table,
-        source_path=job.plain_url,
-        source_id=job.source_id,
-        error_code=outcome.error_code or "",
-        failure_status=outcome.failure_status or "",
-        details=outcome.details or "",
-        failed_on=outcome.finished_at,
-    )
-
-
-def _record_outcome(cursor: duckdb.DuckDBPyConnection, outcome: BlobOutcome) -> None:
-    if outcome.job.blob_index is not None:
-        cursor.execute(_RECORD_OUTCOME_SQL, _outcome_row(outcome))
-
-
-def _outcome_row(outcome: BlobOutcome) -> list[Any]:
-    """The job's row of `_emulator.blob_outcomes` (only tracked REST operations have one)."""
-    job = outcome.job
-    return [
-        job.operation_id,
-        job.blob_index,
-        outcome.status,
-        outcome.rows,
-        outcome.error_code,
-        outcome.failure_status,
-        outcome.details,
-        outcome.started_at,
-        outcome.finished_at,
-    ]

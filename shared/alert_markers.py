@@ -6,9 +6,13 @@ settling the poll; a blob submitted twice (see `shared.submission_ledger`) fails
 the same blob version (`IngestionSourceId`), error code, failure status and origin, and one person should
 get one alert for it, even when the repeats reach the failure queue trigger at the same moment.
 
-A marker is one small blob `alerted/<hash of those four>` in STATE_CONTAINER whose text says how far the
-alert got: `claimed` (a worker is alerting now), `logged` (the alert log record is written, the webhook
-refused it) or `delivered` (the webhook or the digest took it as well, or there is no webhook).
+A marker is one small blob `alerted/<IngestionSourceId>/<hash of those four>` in STATE_CONTAINER whose text
+says how far the alert got: `claimed` (a worker is alerting now), `logged` (the alert log record is written,
+the webhook refused it) or `delivered` (the webhook or the digest took it as well, or there is no webhook).
+Its metadata (`marker_facts`, written with each write, so at no extra cost) keeps what the alert said: error
+code, failure status, origin, operation, target and the first part of the details. So one listing of
+`alerted/<source id>/` answers "was this blob version alerted, and why" (`shared.ops.status`), and one listing
+of `alerted/` tells the reconciler every blob version that ended in an alert (`shared.reconcile`).
 
 The marker is claimed before anything is alerted: the first worker creates it as `claimed` with a write
 that succeeds only if the blob is absent, so of several workers racing on one failure exactly one wins.
@@ -24,7 +28,8 @@ race, or comes later, reads the marker:
   come twice (an owner dying between its log record and `delivered`, or outliving its lease), but never
   not at all.
 A marker older than DUPLICATE_WINDOW_SECONDS, or whose text is none of the three, counts as absent and is
-claimed in the same conditional way; housekeeping deletes expired markers (only if unchanged since listed).
+claimed in the same conditional way; housekeeping deletes markers older than `Settings.state_retention_seconds`
+(only if unchanged since listed).
 Notifications that name no blob version (a malformed pending message, a poison-queue record) carry no key
 and always alert.
 
@@ -37,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,6 +55,18 @@ from azure.storage.blob import ContainerClient
 logger = logging.getLogger(__name__)
 
 PREFIX = "alerted/"
+DETAILS_KEPT = 1024
+"""Characters of an alert's details kept in its marker's metadata (the whole text is in the alert itself)."""
+_FACTS = {
+    "errorcode": "ErrorCode",
+    "failurestatus": "FailureStatus",
+    "origin": "Origin",
+    "operationid": "OperationId",
+    "database": "Database",
+    "table": "Table",
+    "failedon": "FailedOn",
+    "details": "Details",
+}
 CLAIMED = "claimed"
 LOGGED = "logged"
 DELIVERED = "delivered"
@@ -102,7 +120,24 @@ def marker_key(notification: Mapping[str, Any]) -> str | None:
     identity = "\x00".join(
         str(notification.get(field) or "") for field in ("IngestionSourceId", "ErrorCode", "FailureStatus", "Origin")
     )
-    return PREFIX + hashlib.sha256(identity.encode("utf-8")).hexdigest()[:48]
+    return f"{PREFIX}{source_id}/{hashlib.sha256(identity.encode('utf-8')).hexdigest()[:48]}"
+
+
+def marker_facts(notification: Mapping[str, Any]) -> dict[str, str]:
+    """What a marker keeps of its alert, as blob metadata (percent-encoded: metadata values must be ASCII)."""
+    facts = {name: str(notification.get(field) or "") for name, field in _FACTS.items()}
+    facts["details"] = facts["details"][:DETAILS_KEPT]
+    return {name: urllib.parse.quote(value, safe=" /:;,.()'=@+-_") for name, value in facts.items() if value}
+
+
+@dataclass(frozen=True)
+class AlertFacts:
+    """One alert raised for a blob version, as its marker keeps it (`AlertMarkers.alerts_of`)."""
+
+    state: str
+    written: datetime | None
+    facts: Mapping[str, str]
+    """`marker_facts`' names (errorcode, failurestatus, origin, operationid, database, table, failedon, details)."""
 
 
 def _now() -> datetime:
@@ -129,13 +164,13 @@ class AlertMarkers:
         marker = self._read(key)
         return None if marker is None else marker.state
 
-    def claim(self, key: str) -> Claim:
+    def claim(self, key: str, facts: Mapping[str, str] | None = None) -> Claim:
         """Claim the marker before alerting, atomically; the Claim says what the caller does.
 
         Raises AzureError when storage fails, or when the marker keeps changing under the caller.
         """
         for _ in range(_CLAIM_TRIES):
-            if self._create(key):
+            if self._create(key, facts):
                 return Claim(WON)
             marker = self._read(key)
             if marker is None:
@@ -146,27 +181,52 @@ class AlertMarkers:
                 return Claim(HELD, wait=self._lease - marker.age, age=marker.age)
             # Expired, unreadable, or a claim whose owner outlived its lease: take it over unless someone else
             # changed it since it was read (then read again: it is now a live claim, most likely).
-            if self._replace(key, marker.etag):
+            if self._replace(key, marker.etag, facts):
                 return Claim(WON, taken_over=marker.state, age=marker.age)
         raise AzureError(f"alert marker {key} changed {_CLAIM_TRIES} times while being claimed")
 
-    def mark(self, key: str, state: str) -> None:
+    def mark(self, key: str, state: str, facts: Mapping[str, str] | None = None) -> None:
         """Record how far the claimed alert got (the owner's plain overwrite); raises AzureError when storage refuses."""
         blob = self._container.get_blob_client(key)
+        metadata = _metadata(state, facts)
         try:
-            blob.upload_blob(state.encode("utf-8"), overwrite=True)
+            blob.upload_blob(state.encode("utf-8"), overwrite=True, metadata=metadata)
         except ResourceNotFoundError:
             # The container is missing on first use (a new storage account): create it and write again.
             with contextlib.suppress(ResourceExistsError):
                 self._container.create_container()
-            blob.upload_blob(state.encode("utf-8"), overwrite=True)
+            blob.upload_blob(state.encode("utf-8"), overwrite=True, metadata=metadata)
 
-    def forget_expired(self) -> int:
-        """Delete markers older than the window (housekeeping); returns how many were deleted.
+    def alerted_versions(self) -> set[str]:
+        """The source ids of every blob version a kept marker names (one listing, no blob read); raises AzureError."""
+        try:
+            names = self._container.list_blob_names(name_starts_with=PREFIX)
+            return {name[len(PREFIX) :].partition("/")[0] for name in names if name.count("/") == 2}
+        except ResourceNotFoundError:
+            return set()
+
+    def alerts_of(self, source_id: str) -> list[AlertFacts]:
+        """Every kept alert of one blob version, oldest first (one listing); raises AzureError."""
+        try:
+            blobs = list(self._container.list_blobs(name_starts_with=f"{PREFIX}{source_id}/", include=["metadata"]))
+        except ResourceNotFoundError:
+            return []
+        found = [
+            AlertFacts(
+                state=(blob.metadata or {}).get("state", ""),
+                written=blob.last_modified,
+                facts={name: urllib.parse.unquote(value) for name, value in (blob.metadata or {}).items() if name != "state"},
+            )
+            for blob in blobs
+        ]
+        return sorted(found, key=lambda alert: alert.written or datetime.min.replace(tzinfo=UTC))
+
+    def forget_expired(self, keep_seconds: int) -> int:
+        """Delete markers older than `keep_seconds` (housekeeping); returns how many were deleted.
 
         A marker re-claimed after it was listed is kept: the delete holds only for the ETag listed.
         """
-        horizon = self._clock() - self._window
+        horizon = self._clock() - timedelta(seconds=keep_seconds)
         deleted = 0
         try:
             expired = [
@@ -196,28 +256,40 @@ class AlertMarkers:
         state = text if text in _STATES and age <= self._window.total_seconds() else None
         return _Marker(state, str(downloader.properties.etag), age)
 
-    def _create(self, key: str) -> bool:
+    def _create(self, key: str, facts: Mapping[str, str] | None) -> bool:
         """Write `claimed` if the marker is absent; False when it exists."""
         blob = self._container.get_blob_client(key)
         data = CLAIMED.encode("utf-8")
+        metadata = _metadata(CLAIMED, facts)
         try:
-            blob.upload_blob(data, overwrite=False)
+            blob.upload_blob(data, overwrite=False, metadata=metadata)
         except ResourceExistsError:
             return False
         except ResourceNotFoundError:
             with contextlib.suppress(ResourceExistsError):
                 self._container.create_container()
             try:
-                blob.upload_blob(data, overwrite=False)
+                blob.upload_blob(data, overwrite=False, metadata=metadata)
             except ResourceExistsError:
                 return False
         return True
 
-    def _replace(self, key: str, etag: str) -> bool:
+    def _replace(self, key: str, etag: str, facts: Mapping[str, str] | None) -> bool:
         """Write `claimed` over the marker only if it is still at `etag`; False when it changed or went."""
         blob = self._container.get_blob_client(key)
         try:
-            blob.upload_blob(CLAIMED.encode("utf-8"), overwrite=True, etag=etag, match_condition=MatchConditions.IfNotModified)
+            blob.upload_blob(
+                CLAIMED.encode("utf-8"),
+                overwrite=True,
+                metadata=_metadata(CLAIMED, facts),
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
         except (ResourceModifiedError, ResourceNotFoundError):
             return False
         return True
+
+
+def _metadata(state: str, facts: Mapping[str, str] | None) -> dict[str, str]:
+    """A marker's metadata: its state (so a listing shows it without reading the blob) and its alert's facts."""
+    return {**(facts or {}), "state": state}

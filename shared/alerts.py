@@ -15,21 +15,18 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from shared import schemas
+from shared import error_codes, schemas
+from shared.messages import FailureNotification, read_failure_notification
 from shared.notifications import EXHAUSTED, PERMANENT
 from shared.redaction import clean, plain_blob_url
 from shared.storage import readable_text
-
-if TYPE_CHECKING:
-    from shared.services import Services
 
 logger = logging.getLogger(__name__)
 
 ALERT_KEY = "KUSTO_INGESTION_FAILURE"
 """Every alert record's message starts with this; alert rules match on it. Changing it breaks deployed rules."""
-MALFORMED_NOTIFICATION = "Alert_MalformedNotification"
 DETAILS_LIMIT = 4096
 """Longest text kept in one dimension: Application Insights cuts custom dimension values at 8192 characters."""
 MESSAGE_DETAILS_LIMIT = 512
@@ -60,7 +57,7 @@ class Alert:
     args: tuple[str, ...]
     """The values of the record's message template (from the dimensions: redacted, control characters escaped)."""
     dimensions: Mapping[str, Any]
-    notification: Mapping[str, Any] | None
+    notification: FailureNotification | None
 
     @property
     def message(self) -> str:
@@ -116,7 +113,7 @@ def _malformed_dimensions(body: str, problem: str, queue_name: str, message_id: 
     """Dimensions for a payload that is not a valid notification: keep what can be read, name what is wrong."""
     dimensions = _dimensions({}, queue_name, message_id, dequeue_count)
     dimensions.update(
-        errorCode=MALFORMED_NOTIFICATION,
+        errorCode=error_codes.ALERT_MALFORMED_NOTIFICATION,
         failureStatus=PERMANENT,
         details=f"a failure notification on {queue_name} could not be read: {_clean(problem, VALIDATION_ERROR_LIMIT)}",
         validationError=_clean(problem, VALIDATION_ERROR_LIMIT),
@@ -126,11 +123,10 @@ def _malformed_dimensions(body: str, problem: str, queue_name: str, message_id: 
     return dimensions
 
 
-def raise_alert(body: str, services: Services, *, queue_name: str, message_id: str, dequeue_count: int) -> Alert:
+def raise_alert(body: str, *, queue_name: str, message_id: str, dequeue_count: int) -> Alert:
     """Turn one failure notification (the decoded queue message text) into one alert log record.
 
-    `services` is the worker's shared clients and settings, the same object every trigger body gets; the
-    log record needs none of them, the sinks that build on the returned Alert do.
+    The record needs no client; the sinks that build on the returned Alert do (`shared.sinks`).
     """
     alert = build_alert(body, queue_name=queue_name, message_id=message_id, dequeue_count=dequeue_count)
     log_alert(alert)
@@ -144,8 +140,9 @@ def log_alert(alert: Alert) -> None:
 
 def build_alert(body: str, *, queue_name: str, message_id: str, dequeue_count: int) -> Alert:
     """The alert for one failure notification, not yet logged (`alert_markers` may find it was logged already)."""
+    notification: FailureNotification | None
     try:
-        notification: Mapping[str, Any] | None = schemas.parse(schemas.FAILURE_NOTIFICATION, body)
+        notification = read_failure_notification(body)
     except schemas.MessageError as error:
         notification = None
         dimensions = _malformed_dimensions(body, str(error), queue_name, message_id, dequeue_count)

@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from azure.storage.blob import BlobSasPermissions, UserDelegationKey, generate_blob_sas
 
 from shared.redaction import plain_blob_url
-from shared.settings import Settings
 from shared.staging_area import StagingArea
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -32,15 +31,25 @@ KEY_LIFETIME = timedelta(days=1)
 
 
 class BlobAccess:
-    """Gives the URL Kusto reads for a staging blob, by the mode in `settings.blob_access`."""
+    """Gives the URL Kusto reads for a staging blob, by the access `mode` (BLOB_ACCESS)."""
 
     def __init__(
-        self, settings: Settings, staging: StagingArea, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        staging: StagingArea,
+        *,
+        mode: str = "managed_identity",
+        identity: str = "system",
+        sas_lifetime_minutes: int = 360,
+        account_key: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self._settings = settings
+        """`identity`: who Kusto reads as in `managed_identity` mode; `account_key` signs in `account_key_sas` mode."""
         self._staging = staging
+        self._mode = mode
+        self._identity = identity
+        self._account_key = account_key
         self._now = now
-        self._lifetime = timedelta(minutes=settings.sas_lifetime_minutes)
+        self._lifetime = timedelta(minutes=sas_lifetime_minutes)
         self._lock = threading.Lock()
         self._key: UserDelegationKey | None = None
         self._key_expires: datetime | None = None
@@ -49,26 +58,25 @@ class BlobAccess:
         """The URL of `blob_name` in the staging container, with access; RefusedMessageError for a name the trigger refuses."""
         blob = self._staging.blob(blob_name)
         plain = plain_blob_url(blob.url)
-        mode = self._settings.blob_access
+        mode = self._mode
         if mode == "managed_identity":
-            return f"{plain};managed_identity={self._settings.blob_access_identity}"
+            return f"{plain};managed_identity={self._identity}"
         now = self._now()
         expiry = now + self._lifetime
+        key: UserDelegationKey | None = None
         if mode == "user_delegation_sas":
             key, key_expires = self._user_delegation_key(now)
-            signing: dict[str, object] = {"user_delegation_key": key}
             expiry = min(expiry, key_expires)  # a SAS cannot outlive the key that signs it
-        else:
-            signing = {"account_key": self._settings.staging.account_key()}
         sas = generate_blob_sas(
-            account_name=blob.account_name,
+            account_name=blob.account_name or "",
             container_name=blob.container_name,
             blob_name=blob.blob_name,
+            account_key=None if key else self._account_key,
+            user_delegation_key=key,
             permission=BlobSasPermissions(read=True),
             start=now - CLOCK_SKEW,
             expiry=expiry,
             protocol="https" if plain.startswith("https://") else None,
-            **signing,
         )
         return f"{plain}?{sas}"
 

@@ -44,8 +44,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import BlobProperties, ContainerClient, ContentSettings
 
-from shared.notifications import EXHAUSTED, PERMANENT, failure_notification
-from shared.outcomes import send_failure
+from shared import error_codes
+from shared.notifications import EXHAUSTED, PERMANENT, failure_notification, send_failure
 from shared.recorder import record_blob
 from shared.redaction import clean, plain_blob_url, redact
 from shared.staging_area import RefusedMessageError, source_id
@@ -56,11 +56,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 BLOB_CREATED = "Microsoft.Storage.BlobCreated"
-RECOVERED = "DeadLetter_Recovered"
-"""Logged (WARNING), not alerted: the blob was recorded as the blob trigger would have recorded it."""
-BLOB_GONE = "DeadLetter_BlobGone"
-FOREIGN = "DeadLetter_Foreign"
-UNREADABLE = "DeadLetter_Unreadable"
 ORIGIN = "poison"
 """The failure-notification schema's stage for what a retrying system gave up on (here, Event Grid)."""
 
@@ -88,16 +83,17 @@ class _UnreadableError(ValueError):
     """The dead letter is not a JSON array of events; the text says why."""
 
 
-def recover_dead_letters(services: Services) -> DeadLetterReport:
+def recover_dead_letters(services: Services, prefix: str = "") -> DeadLetterReport:
     """Housekeeping body: settle the dead letters of DEAD_LETTER_CONTAINER, within this run's bounds.
 
     Storage errors end the run with a warning (the next run tries again); nothing is deleted that was not settled.
+    `prefix` limits the run to dead letters whose names start with it (`replay dead-letter --prefix`).
     """
     report = DeadLetterReport()
     container = services.blob_service.get_container_client(services.settings.dead_letter_container)
     budget = MAX_EVENTS_PER_RUN
     try:
-        listing = container.list_blobs(results_per_page=MAX_BLOBS_PER_RUN)
+        listing = container.list_blobs(name_starts_with=prefix or None, results_per_page=MAX_BLOBS_PER_RUN)
         for item in itertools.islice(listing, MAX_BLOBS_PER_RUN):
             if budget <= 0:
                 break
@@ -145,7 +141,7 @@ def _settle_blob(
     if (item.size or 0) > MAX_BLOB_BYTES:
         _alert(
             services,
-            UNREADABLE,
+            error_codes.DEAD_LETTER_UNREADABLE,
             f"{where} is {item.size} bytes, over the {MAX_BLOB_BYTES} this app reads; it was left in place. Read it, "
             "re-upload the staging blobs its events name, then delete it",
             sid=source_id(url, item.etag),
@@ -160,7 +156,7 @@ def _settle_blob(
         excerpt = redact(data[:PAYLOAD_EXCERPT].decode("utf-8", errors="replace"))
         _alert(
             services,
-            UNREADABLE,
+            error_codes.DEAD_LETTER_UNREADABLE,
             f"{where} is not a JSON array of Event Grid events ({error}); it was deleted after this alert. Content: {excerpt}",
             sid=source_id(url, item.etag),
             dead_letter_url=url,
@@ -267,7 +263,7 @@ def _settle_event(services: Services, event: Any, where: str, foreign_sid: str, 
         state = "was deleted" if current is None else "was overwritten (its ETag is now another)"
         _alert(
             services,
-            BLOB_GONE,
+            error_codes.DEAD_LETTER_BLOB_GONE,
             f"blob {services.settings.staging_container + '/' + name!r} (ETag {etag}) never reached the blob trigger: {why}, "
             f"and the blob {state}, so this version can no longer be recorded or ingested. Source: {where}",
             sid=sid,
@@ -280,14 +276,14 @@ def _settle_event(services: Services, event: Any, where: str, foreign_sid: str, 
     result = record_blob(blob, services)
     report.recovered += 1
     logger.warning(
-        RECOVERED + " blob %r recorded from a dead-lettered event (%s): %s%s",
+        error_codes.DEAD_LETTER_RECOVERED + " blob %r recorded from a dead-lettered event (%s): %s%s",
         f"{services.settings.staging_container}/{name}",
         where,
         why,
         f"; it could not be routed ({result.error_code}), which alerts on its own" if result.error_code else "",
         extra={
             "custom_dimensions": {
-                "errorCode": RECOVERED,
+                "errorCode": error_codes.DEAD_LETTER_RECOVERED,
                 "blobName": name,
                 "sourceId": sid,
                 "outcome": result.outcome,
@@ -303,7 +299,7 @@ def _foreign(services: Services, where: str, reason: str, event: Any, sid: str, 
     payload = redact(json.dumps(event, default=str))[:PAYLOAD_EXCERPT]
     _alert(
         services,
-        FOREIGN,
+        error_codes.DEAD_LETTER_FOREIGN,
         f"{where} is not a BlobCreated event of the staging container: {reason}. Nothing was recorded or changed for it; "
         f"the dead letter is deleted after this alert. Event: {payload}",
         sid=sid,
@@ -324,7 +320,7 @@ def _alert(
     status: str = PERMANENT,
 ) -> None:
     send_failure(
-        services,
+        services.failures_queue,
         failure_notification(
             error_code=code,
             details=details,

@@ -28,6 +28,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
+from shared.times import iso_utc, parse_time
+
 logger = logging.getLogger(__name__)
 
 PREFIX = "digest/"
@@ -58,14 +60,6 @@ def digest_key(dimensions: Mapping[str, Any]) -> str:
     """Blob name of the window for this alert's (database, table, error code)."""
     raw = "\x00".join(str(dimensions.get(k, "")) for k in ("database", "table", "errorCode"))
     return PREFIX + hashlib.sha256(raw.encode("utf-8")).hexdigest()[:40] + ".json"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _sample(dimensions: Mapping[str, Any]) -> str:
@@ -109,13 +103,13 @@ class DigestBook:
         name = digest_key(dimensions)
         for _ in range(MAX_CONFLICTS):
             state, etag = self._read(name)
-            if state is None or (now >= _parse_time(state["windowEnd"]) and state["count"] == 0):
+            if state is None or (now >= parse_time(state["windowEnd"]) and state["count"] == 0):
                 fresh = {
                     "database": dimensions.get("database", ""),
                     "table": dimensions.get("table", ""),
                     "errorCode": dimensions.get("errorCode", ""),
-                    "windowStart": _iso(now),
-                    "windowEnd": _iso(now + self._window),
+                    "windowStart": iso_utc(now),
+                    "windowEnd": iso_utc(now + self._window),
                     "opener": message_id,
                     "first": dict(dimensions),
                     "count": 0,
@@ -152,7 +146,7 @@ class DigestBook:
             return
         for name in names:
             state, etag = self._read(name)
-            if state is None or now < _parse_time(state["windowEnd"]):
+            if state is None or now < parse_time(state["windowEnd"]):
                 continue
             if state["count"] > 0:
                 yield DueDigest(name, str(etag), state)

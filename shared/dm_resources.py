@@ -1,6 +1,6 @@
 """Queue mode's view of the Data Management service: its ingestion resources and its identity token.
 
-Queued ingestion without the REST endpoint (design doc 000) starts with two management commands on the
+Queued ingestion without the REST endpoint (the queue-based protocol) starts with two management commands on the
 ingest- host: `.get ingestion resources` (SAS URLs of the queues Kusto reads ingestion messages from, its
 temporary containers, its success and failure notification queues, its status table) and `.get kusto
 identity token` (an opaque token Kusto checks on every queue message, since a queue carries no
@@ -10,10 +10,8 @@ The SDKs cache both for an hour; so does `DmResourceCache`, refreshing a little 
 drain never posts with a token about to expire, and at once when Kusto or storage says a cached value no
 longer works (a rejected token, a 403 from a queue whose SAS expired, a rotated queue that is gone).
 
-The HTTP side is an azure-core pipeline like the REST client's (`shared.kusto_rest`): authentication,
-retries, headers and redacted request logging are policies, and errors are the same typed `KustoError`s.
-`kusto_rest` builds its pipeline inside `KustoIngestClient`, so `management_pipeline()` here builds the
-same policies for the management endpoint; the two can become one factory.
+The HTTP side is the REST client's pipeline (`shared.kusto_pipeline`): authentication, retries, headers and
+redacted request logging are policies, and errors are the same typed `KustoError`s.
 """
 
 from __future__ import annotations
@@ -26,17 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.policies import (
-    RetryPolicy,
-)
+from azure.core.pipeline.policies import RetryPolicy
 from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 
 from shared.kusto_errors import TransientKustoError
-from shared.kusto_rest import kusto_pipeline, run_options, send_json
-from shared.settings import Settings
+from shared.kusto_pipeline import KustoPipeline
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +62,6 @@ class IngestionResources:
     failure_queue: str
     success_queue: str | None
     status_table: str | None
-
-
-def management_pipeline(
-    settings: Settings, credential: TokenCredential | None, transport: HttpTransport | None = None, retry_total: int = 3
-) -> PipelineClient:
-    """The REST client's pipeline (`shared.kusto_rest.kusto_pipeline`) with a plain retry policy: the two
-    management commands are cached for an hour, so a throttled fetch may wait out Retry-After."""
-    timeout = settings.kusto_request_timeout_seconds
-    retry = RetryPolicy(retry_total=retry_total, retry_backoff_factor=0.5, retry_backoff_max=8, timeout=2 * timeout)
-    return kusto_pipeline(settings, credential, transport, retry)
 
 
 def _rows(document: Any, command: str) -> list[dict[str, Any]]:
@@ -122,12 +106,28 @@ def parse_identity_token(document: Any) -> str:
 class DataManagementClient:
     """Runs the two management commands queue mode needs; errors are typed like the REST client's."""
 
-    def __init__(self, settings: Settings, credential: TokenCredential | None, *, transport: HttpTransport | None = None) -> None:
-        if credential is None and settings.kusto_credential != "none":
-            raise ValueError(f"KUSTO_CREDENTIAL is {settings.kusto_credential!r}: pass the credential it names")
-        self._settings = settings
-        self._pipeline = management_pipeline(settings, credential, transport)
-        self._run_options = run_options(settings, credential)
+    def __init__(
+        self,
+        endpoint: str,
+        credential: TokenCredential | None = None,
+        *,
+        token_scope: str | None = None,
+        request_timeout: float = 30.0,
+        transport: HttpTransport | None = None,
+        retry_total: int = 3,
+    ) -> None:
+        """The same arguments as `KustoIngestClient`; the retry policy is azure-core's own: the two commands are
+        cached for an hour, so a throttled fetch may wait out Retry-After."""
+        self._pipeline = KustoPipeline(
+            endpoint,
+            credential,
+            token_scope=token_scope,
+            retry_policy=RetryPolicy(
+                retry_total=retry_total, retry_backoff_factor=0.5, retry_backoff_max=8, timeout=2 * request_timeout
+            ),
+            request_timeout=request_timeout,
+            transport=transport,
+        )
 
     def close(self) -> None:
         self._pipeline.close()
@@ -150,11 +150,11 @@ class DataManagementClient:
         """POST one management command to the DM service; returns its JSON answer or raises a KustoError."""
         request = HttpRequest(
             "POST",
-            self._settings.kusto_ingest_uri + MGMT_PATH,
+            self._pipeline.endpoint + MGMT_PATH,
             json={"db": MGMT_DATABASE, "csl": csl},
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
-        return send_json(self._pipeline, self._settings, request, operation=f"'{csl}'", **self._run_options)
+        return self._pipeline.send_json(request, operation=f"'{csl}'")
 
 
 T = TypeVar("T")

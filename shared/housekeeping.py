@@ -28,8 +28,8 @@ def housekeep(services: Services) -> None:
     recover_dead_letters(services)
     flush_digests(services)
     try:
-        slots = services.ledger.forget_expired()
-        marks = services.alert_markers.forget_expired()
+        slots = services.ledger.forget_expired(services.settings.state_retention_seconds)
+        marks = services.alert_markers.forget_expired(services.settings.state_retention_seconds)
     except AzureError as error:
         logger.warning("expired state not deleted this time (storage error %s); the next run tries again", type(error).__name__)
         return

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 from shared.redaction import redact
 
-# Answers that always mean "this request, as sent, will never succeed" (the brief's 400/403/404).
+# Answers that always mean "this request, as sent, will never succeed": a bad request, a refused caller, no such target.
 _PERMANENT_STATUS = frozenset({400, 403, 404})
 # Answers that always mean "ask again later", whatever the body says.
 _TRANSIENT_STATUS = frozenset({408, 429})
@@ -75,7 +75,7 @@ def error_from_response(
     message = f"Kusto {operation} failed with HTTP {status_code} {code}: {detail}"
     if activity_id:
         message += f" (activity id {activity_id})"
-    common = {"status_code": status_code, "code": code, "activity_id": activity_id}
+    common = _Answer(status_code=status_code, code=code, activity_id=activity_id)
     if status_code == 401:
         return KustoAuthError(message + "; check KUSTO_CREDENTIAL and that the identity has the Table Ingestor role", **common)
     permanent = error.get("@permanent")
@@ -87,3 +87,11 @@ def error_from_response(
         return TransientKustoError(message, retry_after=retry_after, **common)
     # Any other 4xx: the request is wrong, and Kusto did not say otherwise.
     return PermanentKustoError(message, **common)
+
+
+class _Answer(TypedDict):
+    """What every KustoError made from an answer carries."""
+
+    status_code: int
+    code: str
+    activity_id: str

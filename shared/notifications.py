@@ -1,18 +1,21 @@
-"""Builds failure notifications: the one message shape every failure in the app ends up as.
+"""Builds and sends failure notifications: the one message shape every failure in the app ends up as.
 
-Design doc 000 defines the failure message Kusto writes to its FailedIngestionsQueue. The app uses the same
+Kusto's queue-based protocol defines the failure message Kusto writes to its FailedIngestionsQueue. The app uses the same
 shape for failures it finds itself (a blob it cannot route, a request Kusto rejects, a poisoned message, an
-operation whose outcome never came), so the failure queue trigger has one format to turn into alerts.
+operation whose outcome never came), so the failure queue trigger has one format to turn into alerts. Every
+notification is built by `failure_notification` and written by `send_failure`, nowhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
+
+from azure.storage.queue import QueueClient
 
 from shared import schemas
+from shared.messages import FailureNotification, PendingMessage, TrackedBlob, TrackingRecord
 from shared.redaction import plain_blob_url, redact
+from shared.times import utc_now_iso
 
 PERMANENT = "Permanent"
 TRANSIENT = "Transient"
@@ -20,9 +23,15 @@ EXHAUSTED = "Exhausted"
 UNKNOWN = "Unknown"
 
 
-def utc_now_iso() -> str:
-    """Current UTC time as ISO 8601 with a Z suffix (the form every message in the app uses)."""
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+class BlobFields(TypedDict, total=False):
+    """The `failure_notification` arguments that name a blob (and its target and operation)."""
+
+    database: str
+    table: str
+    blob_url: str
+    blob_name: str
+    source_id: str
+    operation_id: str
 
 
 def failure_notification(
@@ -40,9 +49,9 @@ def failure_notification(
     root_activity_id: str = "",
     should_retry: bool = False,
     failed_on: str | None = None,
-) -> dict[str, Any]:
+) -> FailureNotification:
     """A schema-valid failure notification; credentials are stripped from the path and the details."""
-    message = {
+    message: FailureNotification = {
         "OperationId": operation_id,
         "Database": database,
         "Table": table,
@@ -62,7 +71,12 @@ def failure_notification(
     return message
 
 
-def pending_blob_fields(pending: Mapping[str, Any]) -> dict[str, str]:
+def send_failure(queue: QueueClient, notification: FailureNotification) -> None:
+    """Write one failure notification to the failures queue (validated against its schema first)."""
+    queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+
+
+def pending_blob_fields(pending: PendingMessage | None) -> BlobFields:
     """The `failure_notification` arguments that name a blob, from a pending message ({} when there is none)."""
     if not pending:
         return {}
@@ -75,7 +89,7 @@ def pending_blob_fields(pending: Mapping[str, Any]) -> dict[str, str]:
     }
 
 
-def tracked_blob_fields(record: Mapping[str, Any], blob: Mapping[str, Any]) -> dict[str, str]:
+def tracked_blob_fields(record: TrackingRecord, blob: TrackedBlob) -> BlobFields:
     """The `failure_notification` arguments that name a blob of a tracking record, with its operation."""
     return {
         "database": record["database"],

@@ -5,7 +5,7 @@
 * Failed, transient (`FailureStatus` Transient): the blob's pending message goes back to the pending queue
   with `attempt + 1`, up to `RESUBMIT_MAX_ATTEMPTS` times; no alert, since the next attempt may succeed.
 * Failed, permanent, or transient with no attempts left (reported as `Exhausted`): with
-  `QUARANTINE_CONTAINER` the blob is copied server-side to that container (same path, metadata naming the
+  `QUARANTINE_CONTAINER` the blob is copied server-side to that container (same path, its own metadata plus keys naming the
   error code and the operation) and removed from staging; then one failure notification is written.
 
 Each step is idempotent, so a run that crashes half-way is simply redone by the next one: a finished copy
@@ -16,7 +16,6 @@ the alert can say where the blob now is.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,15 +24,9 @@ from azure.core.exceptions import HttpResponseError, ResourceModifiedError, Reso
 from azure.storage.blob import BlobClient
 
 from shared import schemas
-from shared.notifications import (
-    EXHAUSTED,
-    PERMANENT,
-    TRANSIENT,
-    UNKNOWN,
-    failure_notification,
-    tracked_blob_fields,
-    utc_now_iso,
-)
+from shared.messages import TrackedBlob, TrackingRecord
+from shared.notifications import EXHAUSTED, PERMANENT, TRANSIENT, UNKNOWN, failure_notification, send_failure, tracked_blob_fields
+from shared.times import utc_now_iso
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -43,6 +36,10 @@ logger = logging.getLogger(__name__)
 QUARANTINED = "quarantined"
 RESUBMITTED = "resubmitted"
 ALERTED = "alerted"
+
+
+QUARANTINE_METADATA = ("errorcode", "failurestatus", "operationid", "sourceid", "sourcecontainer", "quarantinedat")
+"""The metadata quarantine adds beside the blob's own (kept: routing reads it); `replay quarantine` removes these."""
 
 
 class QuarantinePendingError(RuntimeError):
@@ -58,22 +55,17 @@ class IngestionFailure:
     details: str
 
 
-def send_failure(services: Services, notification: dict[str, Any]) -> None:
-    """Write one failure notification to the failures queue (validated against its schema first)."""
-    services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
-
-
-def _staged_blob(services: Services, blob: Mapping[str, Any]) -> BlobClient:
+def _staged_blob(services: Services, blob: TrackedBlob) -> BlobClient:
     """The blob in the staging container, whatever container a record names: deletes and moves act only there."""
     return services.staging.blob(blob["blobName"])
 
 
-def _etag(blob: Mapping[str, Any]) -> str | None:
+def _etag(blob: TrackedBlob) -> str | None:
     pending = blob.get("pending")
-    return pending.get("etag") if isinstance(pending, Mapping) else None
+    return pending.get("etag") if pending is not None else None
 
 
-def _remove_staged(services: Services, blob: Mapping[str, Any], why: str) -> bool:
+def _remove_staged(services: Services, blob: TrackedBlob, why: str) -> bool:
     """Delete the staged blob if it is still the recorded version; False when it is gone or was replaced."""
     etag = _etag(blob)
     if etag is None:
@@ -99,13 +91,13 @@ def _remove_staged(services: Services, blob: Mapping[str, Any], why: str) -> boo
     return True
 
 
-def settle_success(services: Services, blob: Mapping[str, Any]) -> None:
+def settle_success(services: Services, blob: TrackedBlob) -> None:
     """A blob Kusto ingested: delete it from staging when DELETE_ON_SUCCESS is set."""
     if services.settings.delete_on_success:
         _remove_staged(services, blob, "ingested")
 
 
-def quarantine(services: Services, record: Mapping[str, Any], blob: Mapping[str, Any], failure: IngestionFailure) -> str:
+def quarantine(services: Services, record: TrackingRecord, blob: TrackedBlob, failure: IngestionFailure) -> str:
     """Copy the failed blob to the quarantine container and remove it from staging; return where it went.
 
     The copy is conditional on the recorded ETag, so only the version that failed is moved. Within one
@@ -129,7 +121,10 @@ def quarantine(services: Services, record: Mapping[str, Any], blob: Mapping[str,
         }
         source = _staged_blob(services, blob)
         try:
-            result = _start_copy(services, target, source.url, metadata, etag)
+            # A copy given metadata gets that metadata only, so the blob's own is added to it here.
+            own = source.get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified).metadata
+            kept = {key: value for key, value in own.items() if key.lower() not in QUARANTINE_METADATA}
+            result = _start_copy(services, target, source.url, {**kept, **metadata}, etag)
         except ResourceNotFoundError:
             logger.warning("blob %s/%s not quarantined: it is no longer in staging", blob["container"], blob["blobName"])
             return ""
@@ -149,7 +144,7 @@ def quarantine(services: Services, record: Mapping[str, Any], blob: Mapping[str,
     return f"{container}/{blob['blobName']}"
 
 
-def _finished_copy(target: BlobClient, blob: Mapping[str, Any]) -> bool:
+def _finished_copy(target: BlobClient, blob: TrackedBlob) -> bool:
     """True when an earlier run already copied this blob version to quarantine."""
     try:
         properties = target.get_blob_properties()
@@ -169,7 +164,7 @@ def _start_copy(services: Services, target: BlobClient, source_url: str, metadat
         )
     except ResourceNotFoundError as error:
         # 404 means either the source is gone or the quarantine container does not exist yet.
-        if error.error_code not in ("ContainerNotFound",):
+        if getattr(error, "error_code", None) not in ("ContainerNotFound",):  # set by the storage SDK
             raise
     services.blob_service.create_container(services.settings.quarantine_container)
     logger.info("created quarantine container %s", services.settings.quarantine_container)
@@ -178,12 +173,12 @@ def _start_copy(services: Services, target: BlobClient, source_url: str, metadat
     )
 
 
-def settle_failure(services: Services, record: Mapping[str, Any], blob: Mapping[str, Any], failure: IngestionFailure) -> str:
+def settle_failure(services: Services, record: TrackingRecord, blob: TrackedBlob, failure: IngestionFailure) -> str:
     """A blob Kusto failed: resubmit it (transient, attempts left) or quarantine it and alert; returns what was done."""
     settings = services.settings
     pending = blob.get("pending")
-    attempt = int(pending.get("attempt", 0)) if isinstance(pending, Mapping) else 0
-    if failure.failure_status == TRANSIENT and isinstance(pending, Mapping) and attempt < settings.resubmit_max_attempts:
+    attempt = int(pending.get("attempt", 0)) if pending is not None else 0
+    if failure.failure_status == TRANSIENT and pending is not None and attempt < settings.resubmit_max_attempts:
         services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, {**pending, "attempt": attempt + 1}))
         logger.warning(
             "blob %s/%s failed transiently (%s); resubmitted, attempt %d of %d",
@@ -199,7 +194,7 @@ def settle_failure(services: Services, record: Mapping[str, Any], blob: Mapping[
     if failure.failure_status == TRANSIENT:
         status = EXHAUSTED
         limit = settings.resubmit_max_attempts
-        if isinstance(pending, Mapping):
+        if pending is not None:
             details = f"{details} (still failing after {attempt} resubmission(s); RESUBMIT_MAX_ATTEMPTS is {limit})"
         else:
             details = f"{details} (not resubmitted: the tracking record kept no copy of the pending message)"
@@ -209,7 +204,7 @@ def settle_failure(services: Services, record: Mapping[str, Any], blob: Mapping[
     if where:
         details = f"{details} The blob was moved to {where}."
     send_failure(
-        services,
+        services.failures_queue,
         failure_notification(
             error_code=failure.error_code,
             details=details,

@@ -2,19 +2,21 @@
 
 A message lands in a poison queue when the host (queue trigger, blob trigger) or the submission timer gave up
 on it. Sitting there, it would be forgotten, so the watcher turns each one into an alert naming the queue
-and carrying the original payload (redacted), and removes it only after the alert is durably raised:
+and carrying the original payload (redacted). First the message is kept in `<poison queue>-alerted` (it never
+expires; nothing in the app reads it), so that once the cause is fixed an operator can send it back where it
+came from with `python -m shared.ops replay poison`; then it is alerted; only then is it deleted:
 
 * `<pending>-poison`, `<tracking>-poison`, `webjobs-blobtrigger-poison`: one failure notification per blob
   the payload names (`Poison_PendingQueue`, `Poison_TrackingQueue`, `Poison_BlobTrigger`; origin `poison`,
-  FailureStatus Exhausted) is written to the failures queue, then the message is deleted. The alert then
-  follows the normal path (log record, webhook, digest).
+  FailureStatus Exhausted) is written to the failures queue. The alert then follows the normal path (log
+  record, webhook, digest).
 * `<failures>-poison`: the failure queue trigger itself gave up (a sink was down for all its attempts).
-  Writing to the failures queue again could loop forever, so instead the message is copied to
-  `<failures>-poison-alerted` (never expires; nothing reads it automatically), one `Poison_FailuresQueue`
-  alert record is logged at ERROR through `shared.alerts`, the webhook is tried once, and only then is
-  the message deleted. Nothing loops, and the payload is kept for an operator to requeue once the sink works.
+  Writing to the failures queue again could loop forever, so instead one `Poison_FailuresQueue` alert record
+  is logged at ERROR through `shared.alerts` and the webhook is tried once. Nothing loops.
 
-A crash between the write and the delete repeats an alert; it never loses one.
+A message too large to be written to a queue again (foreign text that is not base64, over QUEUE_TEXT_LIMIT) is
+alerted and not kept. A crash between the writes and the delete repeats an alert and keeps the message twice
+(the replay sends a repeat back once); it never loses one.
 """
 
 from __future__ import annotations
@@ -22,18 +24,24 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import alerts, schemas
-from shared.notifications import EXHAUSTED, failure_notification, pending_blob_fields
-from shared.outcomes import send_failure
+from shared import alerts, error_codes, schemas
+from shared.messages import FailureNotification, PendingMessage, TrackingRecord, is_valid
+from shared.notifications import (
+    EXHAUSTED,
+    BlobFields,
+    failure_notification,
+    pending_blob_fields,
+    send_failure,
+    tracked_blob_fields,
+)
 from shared.redaction import plain_blob_url, redact
-from shared.sibling_queues import sibling_queue
-from shared.storage import readable_text
-from shared.webhook import AlertContent, WebhookError, configured_sink
+from shared.storage import QUEUE_TEXT_LIMIT, readable_text, receive_pages
+from shared.webhook import AlertContent, WebhookError
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -43,36 +51,40 @@ logger = logging.getLogger(__name__)
 BLOB_TRIGGER_POISON_QUEUE = "webjobs-blobtrigger-poison"
 ALERTED_SUFFIX = "-alerted"
 MAX_PER_QUEUE_PER_RUN = 320
+LEASE_SECONDS = 120
+"""How long a received poison message stays hidden; one the run could not alert reappears after it."""
 PAYLOAD_EXCERPT = 4000
-_PAGE = 32
-
-
-def _queue(services: Services, name: str) -> QueueClient:
-    return sibling_queue(services.failures_queue, name)
 
 
 def watched_queues(services: Services) -> dict[str, str]:
     """Poison queue name -> error code of its alerts."""
     settings = services.settings
     return {
-        settings.pending_poison_queue: "Poison_PendingQueue",
-        settings.tracking_poison_queue: "Poison_TrackingQueue",
-        BLOB_TRIGGER_POISON_QUEUE: "Poison_BlobTrigger",
-        settings.failures_poison_queue: "Poison_FailuresQueue",
+        settings.pending_poison_queue: error_codes.POISON_PENDING_QUEUE,
+        settings.tracking_poison_queue: error_codes.POISON_TRACKING_QUEUE,
+        BLOB_TRIGGER_POISON_QUEUE: error_codes.POISON_BLOB_TRIGGER,
+        settings.failures_poison_queue: error_codes.POISON_FAILURES_QUEUE,
     }
 
 
+def kept_queue(poison_queue: str) -> str:
+    """The queue that keeps a poison queue's messages once they are alerted (`replay poison` reads it)."""
+    return poison_queue + ALERTED_SUFFIX
+
+
 def watch_poison_queues(services: Services) -> int:
-    """Housekeeping timer body: alert every poison message and remove it; returns how many were alerted."""
+    """Housekeeping timer body: keep, alert and remove every poison message; returns how many were alerted."""
     alerted = 0
     for name, error_code in watched_queues(services).items():
-        queue = _queue(services, name)
+        queue = services.raw_queue(name)
         for message in _drain(queue):
             try:
+                text = readable_text(message.content)  # decoded first: a SAS inside base64 text escapes redaction
+                kept_in = _keep(services, name, text)
                 if name == services.settings.failures_poison_queue:
-                    _alert_failures_poison(services, queue, message)
+                    _alert_failures_poison(services, queue, message, text, kept_in)
                 else:
-                    _alert_poison(services, name, error_code, message)
+                    _alert_poison(services, name, error_code, message, text, kept_in)
             except Exception as error:
                 # Left in the poison queue: it reappears after the lease and the next run tries again.
                 logger.error(
@@ -88,24 +100,11 @@ def watch_poison_queues(services: Services) -> int:
 
 def _drain(queue: QueueClient) -> Iterator[QueueMessage]:
     """Up to MAX_PER_QUEUE_PER_RUN messages, page by page; a queue nobody created yet is simply empty."""
-    taken = 0
-    while taken < MAX_PER_QUEUE_PER_RUN:
-        try:
-            page = list(queue.receive_messages(messages_per_page=_PAGE, max_messages=_PAGE, visibility_timeout=120))
-        except ResourceNotFoundError:
-            return
-        if not page:
-            return
-        taken += len(page)
-        yield from page
-
-
-def _text(message: QueueMessage) -> str:
-    """The message as text: decoded when base64, as the host and the app write it, else the raw content as it is.
-
-    Decoded before anything is redacted or alerted: a SAS inside base64 text is invisible to redaction.
-    """
-    return readable_text(message.content)
+    try:
+        for page in receive_pages(queue, limit=MAX_PER_QUEUE_PER_RUN, visibility_timeout=LEASE_SECONDS):
+            yield from page
+    except ResourceNotFoundError:
+        return
 
 
 def _json(text: str) -> Any:
@@ -115,25 +114,16 @@ def _json(text: str) -> Any:
         return None
 
 
-def _blob_fields(services: Services, queue_name: str, payload: Any) -> list[dict[str, str]]:
+def _blob_fields(services: Services, queue_name: str, payload: Any) -> list[BlobFields]:
     """The blobs a poison payload names, as notification fields ([{}] when it names none we can read)."""
     settings = services.settings
     if not isinstance(payload, Mapping):
         return [{}]
-    if queue_name == settings.pending_poison_queue and _valid(schemas.PENDING_BLOB, payload):
-        return [pending_blob_fields(payload)]
-    if queue_name == settings.tracking_poison_queue and _valid(schemas.TRACKING_RECORD, payload):
-        return [
-            {
-                "database": payload["database"],
-                "table": payload["table"],
-                "operation_id": payload["operationId"],
-                "blob_url": blob["blobUrl"],
-                "blob_name": blob["blobName"],
-                "source_id": blob["sourceId"],
-            }
-            for blob in payload["blobs"]
-        ]
+    if queue_name == settings.pending_poison_queue and is_valid(schemas.PENDING_BLOB, payload):
+        return [pending_blob_fields(cast(PendingMessage, payload))]
+    if queue_name == settings.tracking_poison_queue and is_valid(schemas.TRACKING_RECORD, payload):
+        record = cast(TrackingRecord, payload)
+        return [tracked_blob_fields(record, blob) for blob in record["blobs"]]
     container, name = payload.get("ContainerName"), payload.get("BlobName")
     if queue_name == BLOB_TRIGGER_POISON_QUEUE and isinstance(container, str) and isinstance(name, str) and container and name:
         url = plain_blob_url(services.blob_service.get_blob_client(container, name).url)
@@ -141,29 +131,41 @@ def _blob_fields(services: Services, queue_name: str, payload: Any) -> list[dict
     return [{}]
 
 
-def _valid(schema: str, payload: Any) -> bool:
+def _keep(services: Services, queue_name: str, text: str) -> str:
+    """Keep the message's text in its poison queue's kept queue (created on first use); returns that queue's
+    name, or "" when the text is too large to be written to a queue again."""
+    if len(text.encode("utf-8")) > QUEUE_TEXT_LIMIT:
+        return ""
+    kept_in = kept_queue(queue_name)
+    keeper = services.raw_queue(kept_in)
     try:
-        schemas.validate(schema, payload)
-    except schemas.MessageError:
-        return False
-    return True
+        keeper.send_message(text, time_to_live=-1)
+    except ResourceNotFoundError:
+        keeper.create_queue()
+        keeper.send_message(text, time_to_live=-1)
+    return kept_in
 
 
-def _details(queue_name: str, message: QueueMessage, text: str) -> str:
+def _where_kept(kept_in: str) -> str:
+    if not kept_in:
+        return "it was too large to keep and was removed after this alert"
+    return f"it was moved to queue {kept_in}; once the cause is fixed, 'python -m shared.ops replay poison' sends it back"
+
+
+def _details(queue_name: str, message: QueueMessage, text: str, kept_in: str) -> str:
     return (
         f"message {message.id} was given up on after {message.dequeue_count} read(s) and sat in poison queue {queue_name}; "
-        f"it was removed from there after this alert. Payload: {redact(text)[:PAYLOAD_EXCERPT]}"
+        f"{_where_kept(kept_in)}. Payload: {redact(text)[:PAYLOAD_EXCERPT]}"
     )
 
 
-def _alert_poison(services: Services, queue_name: str, error_code: str, message: QueueMessage) -> None:
-    text = _text(message)
+def _alert_poison(services: Services, queue_name: str, error_code: str, message: QueueMessage, text: str, kept_in: str) -> None:
     for fields in _blob_fields(services, queue_name, _json(text)):
         send_failure(
-            services,
+            services.failures_queue,
             failure_notification(
                 error_code=error_code,
-                details=_details(queue_name, message, text),
+                details=_details(queue_name, message, text, kept_in),
                 origin="poison",
                 failure_status=EXHAUSTED,
                 **fields,
@@ -172,20 +174,13 @@ def _alert_poison(services: Services, queue_name: str, error_code: str, message:
     logger.error("poison message %s in %s alerted as %s", message.id, queue_name, error_code)
 
 
-def _alert_failures_poison(services: Services, queue: QueueClient, message: QueueMessage) -> None:
-    """Keep the payload in `<failures>-poison-alerted`, log the alert record, try the webhook once."""
+def _alert_failures_poison(services: Services, queue: QueueClient, message: QueueMessage, text: str, kept_in: str) -> None:
+    """Log the alert record of a message the failure queue trigger gave up on, try the webhook once."""
     settings = services.settings
-    text = _text(message)
-    kept_in = settings.failures_poison_queue + ALERTED_SUFFIX
-    keeper = _queue(services, kept_in)
-    try:
-        keeper.send_message(text, time_to_live=-1)
-    except ResourceNotFoundError:
-        keeper.create_queue()
-        keeper.send_message(text, time_to_live=-1)
     original = _json(text)
-    fields = {}
-    if isinstance(original, Mapping) and _valid(schemas.FAILURE_NOTIFICATION, original):
+    fields: BlobFields = {}
+    if isinstance(original, Mapping) and is_valid(schemas.FAILURE_NOTIFICATION, original):
+        original = cast(FailureNotification, original)
         fields = {
             "database": original["Database"],
             "table": original["Table"],
@@ -195,11 +190,11 @@ def _alert_failures_poison(services: Services, queue: QueueClient, message: Queu
             "operation_id": original["OperationId"],
         }
     notification = failure_notification(
-        error_code="Poison_FailuresQueue",
+        error_code=error_codes.POISON_FAILURES_QUEUE,
         details=(
             f"the failure queue trigger gave up on message {message.id} after {message.dequeue_count} read(s): an alert sink "
-            f"(webhook, digest state) kept failing. The message was kept in queue {kept_in}; move it back to "
-            f"{settings.failures_queue} once the sink works. Payload: {redact(text)[:PAYLOAD_EXCERPT]}"
+            f"(webhook, digest state) kept failing; {_where_kept(kept_in)} (to {settings.failures_queue}). "
+            f"Payload: {redact(text)[:PAYLOAD_EXCERPT]}"
         ),
         origin="poison",
         failure_status=EXHAUSTED,
@@ -207,12 +202,11 @@ def _alert_failures_poison(services: Services, queue: QueueClient, message: Queu
     )
     alert = alerts.raise_alert(
         schemas.dump(schemas.FAILURE_NOTIFICATION, notification),
-        services,
         queue_name=queue.queue_name,
         message_id=message.id,
         dequeue_count=message.dequeue_count or 0,
     )
-    sink = configured_sink(settings)
+    sink = services.webhook
     if sink is not None:
         try:
             sink.send(AlertContent(alert.dimensions))

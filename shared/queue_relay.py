@@ -26,24 +26,23 @@ from urllib.parse import unquote
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import schemas
+from shared import error_codes
 from shared.dm_resources import DmResourceCache
-from shared.notifications import UNKNOWN, failure_notification
+from shared.messages import FailureNotification
+from shared.notifications import UNKNOWN, failure_notification, send_failure
 from shared.recorder import PENDING, record_blob
 from shared.redaction import plain_blob_url, redact
 from shared.staging_area import RefusedMessageError, source_id
-from shared.storage import decode_message
+from shared.storage import decode_message, receive_pages
 
 if TYPE_CHECKING:
     from shared.services import Services
 
 logger = logging.getLogger(__name__)
 
-INVALID_TOKEN = "BadRequest_InvalidKustoIdentityToken"  # noqa: S105 - an error code, not a secret
 TOKEN_RETRIES = 3
 """Resubmissions of one blob after token rejections before the rejection alerts (per worker process)."""
 LEASE_SECONDS = 60
-PAGE_SIZE = 32
 MAX_PER_RUN = 512
 ORIGIN = "relay"
 _FAILURE_STATUSES = ("Unknown", "Permanent", "Transient", "Exhausted")
@@ -60,37 +59,27 @@ class RelayReport:
     foreign: int = 0
 
 
-def failure_queue_reader(queue_url: str) -> QueueClient:
-    """Kusto's failure queue, read raw: each message is decoded on its own, so one odd message cannot block a page."""
-    return QueueClient.from_queue_url(queue_url)
-
-
 def relay_failures(services: Services, resources: DmResourceCache, *, max_messages: int = MAX_PER_RUN) -> RelayReport:
     """Forward Kusto's failure notifications about our blobs to the failures queue; see the module docstring."""
     report = RelayReport()
-    queue = failure_queue_reader(resources.resources().failure_queue)
+    # Read raw: each message is decoded on its own, so one odd message cannot block a page.
+    queue = services.kusto_queue(resources.resources().failure_queue)
     prefix = services.staging.url_prefix
     foreign: list[QueueMessage] = []
     try:
-        while report.received < max_messages:
-            wanted = min(PAGE_SIZE, max_messages - report.received)
-            page = list(queue.receive_messages(messages_per_page=wanted, max_messages=wanted, visibility_timeout=LEASE_SECONDS))
-            if not page:
-                break
+        for page in receive_pages(queue, limit=max_messages, visibility_timeout=LEASE_SECONDS):
             report.received += len(page)
             for message in page:
                 notification = _read(message)
                 path = plain_blob_url(str(notification.get("ingestionsourcepath") or "")) if notification else ""
-                if not path.startswith(prefix):
+                if notification is None or not path.startswith(prefix):
                     foreign.append(message)
                     continue
                 blob_name = unquote(path[len(prefix) :])
                 if _resubmitted(services, resources, notification, blob_name):
                     report.resubmitted += 1
                 else:
-                    services.failures_queue.send_message(
-                        schemas.dump(schemas.FAILURE_NOTIFICATION, _relayed(notification, path, blob_name))
-                    )
+                    send_failure(services.failures_queue, _relayed(notification, path, blob_name))
                     report.forwarded += 1
                 queue.delete_message(message)
     finally:
@@ -130,7 +119,7 @@ def _release(queue: QueueClient, message: QueueMessage) -> None:
 
 def _resubmitted(services: Services, resources: DmResourceCache, notification: Mapping[str, Any], blob_name: str) -> bool:
     """For a refused identity token: new token, blob recorded again; False when the failure must alert instead."""
-    if str(notification.get("errorcode")) != INVALID_TOKEN:
+    if str(notification.get("errorcode")) != error_codes.INVALID_KUSTO_IDENTITY_TOKEN:
         return False
     sid = str(notification.get("ingestionsourceid") or "")
     if resources.record_token_rejection(sid) > TOKEN_RETRIES:
@@ -160,7 +149,7 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _relayed(notification: Mapping[str, Any], path: str, blob_name: str) -> dict[str, Any]:
+def _relayed(notification: Mapping[str, Any], path: str, blob_name: str) -> FailureNotification:
     """The app's notification for Kusto's: same fields, the path plain, the status and time made schema-valid."""
     status = notification.get("failurestatus")
     if isinstance(status, int) and 0 <= status < len(_FAILURE_STATUSES):

@@ -1,6 +1,6 @@
 """Queue mode (SUBMISSION_MODE=queue): hands blobs to Kusto as ingestion messages on the DM service's queues.
 
-Some clusters and clouds only offer queued ingestion through queues (design doc 000): the client posts one
+Some clusters and clouds only offer queued ingestion through queues (Kusto's queue-based protocol): the client posts one
 JSON message per blob, base64-encoded, to one of the `SecuredReadyForAggregationQueue` queues it got from
 `.get ingestion resources`, with the Kusto identity token inside. `QueueSubmitter` keeps the REST client's
 contract (`submit(database, table, blobs, properties, timeout=) -> operation id`, `effective_batch_size()`)
@@ -9,7 +9,7 @@ so the submission timer drains, groups, chunks, retries and poisons exactly as i
 * Every message is built from the chunk's ingestion properties and checked against
   `ingestion-message.schema.json` before anything is posted: a chunk that cannot be expressed is rejected
   whole, as a 400 would be in REST mode.
-* Messages go round-robin over the ingestion queues, which the design doc advises to avoid throttling.
+* Messages go round-robin over the ingestion queues, as the official SDKs do, to spread the load and avoid throttling.
 * A queue that answers 403 (its SAS expired) or 404 (it was rotated away) makes the cached resources stale:
   they are fetched again and that message is retried once.
 * If a chunk fails half-way, the messages already posted are deleted again before the error is raised, so
@@ -22,6 +22,7 @@ so the submission timer drains, groups, chunks, retries and poisons exactly as i
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -31,15 +32,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceResponseError
-from azure.storage.queue import ExponentialRetry, QueueClient, QueueMessage, TextBase64EncodePolicy
+from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import schemas
+from shared import error_codes, schemas
 from shared.dm_resources import DmResourceCache
 from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
-from shared.kusto_rest import BlobSource, TryObserver
-from shared.notifications import utc_now_iso
+from shared.kusto_pipeline import TryObserver
+from shared.kusto_rest import BlobSource
 from shared.redaction import REDACTED, plain_blob_url, redact
-from shared.settings import Settings, check_queue_report_settings
+from shared.storage import sas_queue_client
+from shared.times import utc_now_iso
 from shared.transport import storage_transport
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ logger = logging.getLogger(__name__)
 INGESTION_MESSAGE = "ingestion-message.schema.json"
 OPERATION_PREFIX = "queue;"
 REPORT_LEVEL_CODES = {"FailuresOnly": 0, "None": 1, "FailuresAndSuccesses": 2}
-"""ReportLevel as the Python SDK sends it (design doc 000: 0 failures, 1 none, 2 all)."""
+"""ReportLevel as the Python SDK sends it (0 failures, 1 none, 2 all)."""
 REPORT_METHOD_CODES = {"Queue": 0, "Table": 1, "QueueAndTable": 2}
 _STALE_QUEUE_STATUS = frozenset({403, 404})
 """A queue SAS that expired (403) or a queue rotated away (404): the cached resources are stale."""
@@ -70,14 +72,6 @@ class _StaleQueueError(Exception):
         self.code = code
 
 
-def check_report_settings(settings: Settings) -> None:
-    """Refuse the report settings under which Kusto's failures could never become alerts.
-
-    `load_settings` already refuses them in queue mode; this guards settings built any other way.
-    """
-    check_queue_report_settings(settings.report_level, settings.report_method)
-
-
 def build_ingestion_message(
     blob: BlobSource,
     database: str,
@@ -89,7 +83,7 @@ def build_ingestion_message(
     report_method: str,
     created_at: str,
 ) -> dict[str, Any]:
-    """One schema-valid ingestion message (design doc 000) for one blob; PermanentKustoError names what is wrong."""
+    """One schema-valid ingestion message of the queue-based protocol for one blob; PermanentKustoError names what is wrong."""
     additional: dict[str, Any] = {"authorizationContext": identity_token, "format": properties.get("format")}
     for name in ("ingestionMappingReference", "ignoreFirstRecord", "creationTime", "zipPattern"):
         if name in properties:
@@ -119,22 +113,9 @@ def build_ingestion_message(
         problem = redact(str(error).replace(identity_token, REDACTED) if identity_token else str(error))
         raise PermanentKustoError(
             f"ingestion message for blob {plain_blob_url(blob.url)} to {database}.{table} is invalid: {problem}",
-            code="InvalidIngestionMessage",
+            code=error_codes.INVALID_INGESTION_MESSAGE,
         ) from None
     return message
-
-
-def ingestion_queue_client(queue_url: str) -> QueueClient:
-    """A client for one of Kusto's queues from its SAS URL; messages go out base64-encoded, as Kusto reads them.
-
-    The storage SDK's own retry stays the only retry loop, but with short back-offs: a drain has a time budget.
-    """
-    return QueueClient.from_queue_url(
-        queue_url,
-        message_encode_policy=TextBase64EncodePolicy(),
-        retry_policy=ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=2),
-        transport=storage_transport(),
-    )
 
 
 class QueueSubmitter:
@@ -142,16 +123,24 @@ class QueueSubmitter:
 
     def __init__(
         self,
-        settings: Settings,
         cache: DmResourceCache,
         *,
-        queue_client_for: Callable[[str], QueueClient] = ingestion_queue_client,
+        max_blobs_per_batch: int = 20,
+        report_level: str = "FailuresOnly",
+        report_method: str = "Queue",
+        queue_client_for: Callable[[str], QueueClient] | None = None,
         now: Callable[[], str] = utc_now_iso,
     ) -> None:
-        check_report_settings(settings)
-        self._settings = settings
+        """`report_level` and `report_method` say what Kusto reports back (`shared.settings` refuses the ones under
+        which no failure could alert); `queue_client_for` builds the client of one ingestion queue from its SAS URL
+        (by default on a transport of the submitter's own)."""
         self.cache = cache
-        self._queue_client_for = queue_client_for
+        self._max_blobs_per_batch = max_blobs_per_batch
+        self._report_level = report_level
+        self._report_method = report_method
+        self._queue_client_for = queue_client_for or functools.partial(
+            sas_queue_client, transport=storage_transport(), short_retries=True
+        )
         self._now = now
         self._lock = threading.Lock()
         self._turn = itertools.count()
@@ -166,7 +155,7 @@ class QueueSubmitter:
 
     def effective_batch_size(self) -> int:
         """Blobs per chunk: MAX_BLOBS_PER_BATCH (each blob is its own message; the chunk is one tracking record)."""
-        return self._settings.max_blobs_per_batch
+        return self._max_blobs_per_batch
 
     def submit(
         self,
@@ -195,8 +184,8 @@ class QueueSubmitter:
                     table,
                     properties,
                     identity_token=token,
-                    report_level=self._settings.report_level,
-                    report_method=self._settings.report_method,
+                    report_level=self._report_level,
+                    report_method=self._report_method,
                     created_at=created_at,
                 ),
             )
@@ -266,7 +255,8 @@ class QueueSubmitter:
         except HttpResponseError as error:
             status = error.status_code or 0
             # Storage error codes are enum members; their value is the code the service sent.
-            code = str(getattr(error.error_code, "value", error.error_code) or f"HTTP_{status}")
+            error_code = getattr(error, "error_code", None)  # set by the storage SDK on the errors it raises
+            code = str(getattr(error_code, "value", error_code) or f"HTTP_{status}")
             if status in _STALE_QUEUE_STATUS:
                 raise _StaleQueueError(queue, status, code) from None
             reason = f"ingestion queue {queue} answered HTTP {status} {code} for {plain_blob_url(blob.url)}"

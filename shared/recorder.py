@@ -11,19 +11,28 @@ so the host retries them and, if they last, poisons the blob.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient
+from azure.storage.blob import BlobClient, BlobProperties
 
 from shared import schemas
+from shared.error_codes import (
+    DOWNLOAD_SOURCE_NOT_FOUND,
+    ROUTING_COMPRESSION_MISMATCH,
+    ROUTING_EMPTY_BLOB,
+    ROUTING_MESSAGE_TOO_LARGE,
+)
 from shared.formats import reports_raw_size
-from shared.notifications import failure_notification, utc_now_iso
+from shared.messages import FailureNotification, PendingMessage
+from shared.notifications import failure_notification, send_failure
 from shared.redaction import plain_blob_url
-from shared.routing import COMPRESSION_MISMATCH, EMPTY_BLOB, Route, RoutingError, check_blob_name, router_for
+from shared.routing import Route, RoutingError, check_blob_name
 from shared.staging_area import source_id
 from shared.storage import QUEUE_TEXT_LIMIT
+from shared.times import utc_now_iso
 
 if TYPE_CHECKING:
     from shared.services import Services
@@ -32,10 +41,7 @@ logger = logging.getLogger(__name__)
 
 PENDING = "pending"
 REJECTED = "rejected"
-SOURCE_NOT_FOUND = "Download_SourceNotFound"
-"""Kusto's own code for a blob that is gone, so one alert rule covers the app's and Kusto's reports alike."""
 ORIGIN = "routing"
-MESSAGE_TOO_LARGE = "Routing_MessageTooLarge"
 
 
 @dataclass(frozen=True)
@@ -43,7 +49,8 @@ class RecordResult:
     """What became of one blob: `outcome` is PENDING or REJECTED, `message` the one message written for it."""
 
     outcome: str
-    message: dict[str, Any]
+    message: Mapping[str, Any]
+    """The pending message (PENDING) or the failure notification (REJECTED)."""
 
     @property
     def error_code(self) -> str | None:
@@ -58,7 +65,7 @@ URL_MAX_LENGTH = 4096
 """The longest blob URL a pending message or a failure notification holds (their schemas' maxLength)."""
 
 
-def rejection_notification(blob: BlobClient, url: str, sid: str, error: RoutingError) -> dict[str, Any]:
+def rejection_notification(blob: BlobClient, url: str, sid: str, error: RoutingError) -> FailureNotification:
     """The failure notification for a blob routing refused; the URL is left out when it is too long to hold."""
     return failure_notification(
         error_code=error.code,
@@ -75,7 +82,7 @@ def rejection_notification(blob: BlobClient, url: str, sid: str, error: RoutingE
 
 def _reject(services: Services, blob: BlobClient, url: str, sid: str, error: RoutingError) -> RecordResult:
     notification = rejection_notification(blob, url, sid, error)
-    services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+    send_failure(services.failures_queue, notification)
     logger.warning(
         "blob rejected %r: %s %s",
         _blob_path(blob),
@@ -86,7 +93,7 @@ def _reject(services: Services, blob: BlobClient, url: str, sid: str, error: Rou
     return RecordResult(REJECTED, notification)
 
 
-def _pending_message(blob: BlobClient, url: str, sid: str, etag: str, size: int, route: Route) -> dict[str, Any]:
+def _pending_message(blob: BlobClient, url: str, sid: str, etag: str, size: int, route: Route) -> PendingMessage:
     data_format = route.properties["format"]
     raw_size = route.raw_size
     if raw_size is None and reports_raw_size(data_format, route.compression):
@@ -107,39 +114,47 @@ def _pending_message(blob: BlobClient, url: str, sid: str, etag: str, size: int,
     }
 
 
-def record_blob(blob: BlobClient, services: Services, *, attempt: int = 0) -> RecordResult:
+def route_version(services: Services, blob_name: str, properties: BlobProperties) -> Route:
+    """Where one blob version goes, from its name and its properties (a listing's, with metadata, serves as well);
+    raises RoutingError when it cannot be loaded. `backfill --dry-run` asks this without recording anything."""
+    route = services.router.route(blob_name, properties.metadata or {})
+    if properties.size == 0:
+        raise RoutingError(ROUTING_EMPTY_BLOB, "the blob is empty (0 bytes)", database=route.database, table=route.table)
+    encoding = (properties.content_settings.content_encoding or "").strip().lower()
+    if encoding == "gzip" and route.compression != "gzip":
+        raise RoutingError(
+            ROUTING_COMPRESSION_MISMATCH,
+            "the blob is stored gzip-encoded (Content-Encoding: gzip) but its name does not end in .gz, and Kusto "
+            "takes compression from the name; add .gz to the name",
+            database=route.database,
+            table=route.table,
+        )
+    return route
+
+
+def record_blob(blob: BlobClient, services: Services, *, attempt: int = 0, listed_source_id: str = "") -> RecordResult:
     """Route one staged blob and write its pending message, or its failure notification when it cannot be routed.
 
     `attempt` is 0 for a blob that landed, and the attempt number when the app records a blob again on
     purpose (the queue relay, after Kusto refused an identity token), so the submission ledger does not take
-    the new attempt for a duplicate of the first.
+    the new attempt for a duplicate of the first. `listed_source_id` is the version's id when a listing gave
+    its ETag (`shared.reconcile`): a name refused before any request is then rejected under that id.
     """
     url = plain_blob_url(blob.url)
     try:
         # Before any request: a name with '..' or an escape could make the request read some other blob.
         check_blob_name(blob.blob_name)
     except RoutingError as error:
-        return _reject(services, blob, url, "", error)
+        return _reject(services, blob, url, listed_source_id, error)
     try:
         properties = blob.get_blob_properties()
     except ResourceNotFoundError as error:
-        reason = f"the blob was deleted before it could be read ({error.error_code or 'BlobNotFound'})"
-        return _reject(services, blob, url, "", RoutingError(SOURCE_NOT_FOUND, reason))
+        reason = f"the blob was deleted before it could be read ({getattr(error, 'error_code', None) or 'BlobNotFound'})"
+        return _reject(services, blob, url, "", RoutingError(DOWNLOAD_SOURCE_NOT_FOUND, reason))
     etag = properties.etag
     sid = source_id(url, etag)
     try:
-        route = router_for(services.settings).route(blob.blob_name, properties.metadata or {})
-        if properties.size == 0:
-            raise RoutingError(EMPTY_BLOB, "the blob is empty (0 bytes)", database=route.database, table=route.table)
-        encoding = (properties.content_settings.content_encoding or "").strip().lower()
-        if encoding == "gzip" and route.compression != "gzip":
-            raise RoutingError(
-                COMPRESSION_MISMATCH,
-                "the blob is stored gzip-encoded (Content-Encoding: gzip) but its name does not end in .gz, and Kusto "
-                "takes compression from the name; add .gz to the name",
-                database=route.database,
-                table=route.table,
-            )
+        route = route_version(services, blob.blob_name, properties)
     except RoutingError as error:
         return _reject(services, blob, url, sid, error)
     message = _pending_message(blob, url, sid, etag, properties.size, route)
@@ -151,7 +166,7 @@ def record_blob(blob: BlobClient, services: Services, *, attempt: int = 0) -> Re
             f"its pending message would be {len(text.encode('utf-8'))} bytes, over the queue's {QUEUE_TEXT_LIMIT}; use fewer tags"
         )
         return _reject(
-            services, blob, url, sid, RoutingError(MESSAGE_TOO_LARGE, reason, database=route.database, table=route.table)
+            services, blob, url, sid, RoutingError(ROUTING_MESSAGE_TOO_LARGE, reason, database=route.database, table=route.table)
         )
     services.pending_queue.send_message(text)
     logger.info(

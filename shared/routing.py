@@ -8,8 +8,8 @@ with an error code and a reason a person can act on. The order of precedence (do
 3. the convention `{database}/{table}/.../{file}`,
 4. the data format named by the file extension.
 
-Rules are checked when the worker starts (`compile_rules`), so a typo fails the deployment with the rule's
-index and field instead of failing every blob later.
+Rules are checked when the worker builds its router (`compile_rules`), so a typo fails every run with the
+rule's index and field instead of failing every blob later.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
+from shared import error_codes as codes
 from shared import schemas
 from shared.formats import UnknownFormatError, check_format, file_type
 from shared.names import (
@@ -32,16 +32,8 @@ from shared.names import (
     has_control_characters,
     has_lone_surrogate,
 )
-from shared.settings import Settings, SettingsError
-
-NO_ROUTE = "Routing_NoRoute"
-UNKNOWN_FORMAT = "Routing_UnknownFormat"
-EMPTY_BLOB = "Routing_EmptyBlob"
-TARGET_NOT_ALLOWED = "Routing_TargetNotAllowed"
-INVALID_NAME = "Routing_InvalidName"
-INVALID_METADATA = "Routing_InvalidMetadata"
-INVALID_CREATION_TIME = "Routing_InvalidCreationTime"
-COMPRESSION_MISMATCH = "Routing_CompressionMismatch"
+from shared.settings import SettingsError
+from shared.times import iso_utc
 
 METADATA_MAX_BYTES = 8 * 1024
 """Azure's limit for all metadata of one blob (names and values); anything larger was not written by Azure."""
@@ -236,7 +228,9 @@ def target_allowed(database: str, table: str, patterns: Sequence[str]) -> bool:
 
 def _metadata_text(key: str, value: str, max_length: int = 1024) -> str:
     if not value.strip() or len(value) > max_length or has_control_characters(value) or has_lone_surrogate(value):
-        raise RoutingError(INVALID_METADATA, f"metadata {key}={value[:64]!r} must be 1-{max_length} printable characters")
+        raise RoutingError(
+            codes.ROUTING_INVALID_METADATA, f"metadata {key}={value[:64]!r} must be 1-{max_length} printable characters"
+        )
     return value
 
 
@@ -245,7 +239,7 @@ def _creation_time(key: str, value: str) -> str:
         moment = datetime.fromisoformat(value.strip())
     except ValueError:
         raise RoutingError(
-            INVALID_METADATA, f"metadata {key}={value[:64]!r} is not an ISO 8601 time such as 2024-05-01T00:00:00Z"
+            codes.ROUTING_INVALID_METADATA, f"metadata {key}={value[:64]!r} is not an ISO 8601 time such as 2024-05-01T00:00:00Z"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
@@ -254,9 +248,9 @@ def _creation_time(key: str, value: str) -> str:
         moment = moment.astimezone(UTC)
     except OverflowError:
         raise RoutingError(
-            INVALID_METADATA, f"metadata {key}={value[:64]!r} is outside the years 0001-9999 when converted to UTC"
+            codes.ROUTING_INVALID_METADATA, f"metadata {key}={value[:64]!r} is outside the years 0001-9999 when converted to UTC"
         ) from None
-    return moment.isoformat().replace("+00:00", "Z")
+    return iso_utc(moment)
 
 
 def _tags(key: str, value: str) -> tuple[str, ...]:
@@ -266,22 +260,28 @@ def _tags(key: str, value: str) -> tuple[str, ...]:
             tags = json.loads(value)
         except (ValueError, RecursionError):
             # ValueError: malformed JSON or an integer too long to convert; RecursionError: '[[[[...' nested too deep.
-            raise RoutingError(INVALID_METADATA, f"metadata {key} starts with '[' but is not a JSON array") from None
+            raise RoutingError(
+                codes.ROUTING_INVALID_METADATA, f"metadata {key} starts with '[' but is not a JSON array"
+            ) from None
         if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-            raise RoutingError(INVALID_METADATA, f"metadata {key} must be a JSON array of strings")
+            raise RoutingError(codes.ROUTING_INVALID_METADATA, f"metadata {key} must be a JSON array of strings")
     else:
         tags = [tag.strip() for tag in value.split(",")]
     if len(tags) > TAGS_MAX_COUNT:
-        raise RoutingError(INVALID_METADATA, f"metadata {key} has {len(tags)} tags; at most {TAGS_MAX_COUNT} are allowed")
+        raise RoutingError(
+            codes.ROUTING_INVALID_METADATA, f"metadata {key} has {len(tags)} tags; at most {TAGS_MAX_COUNT} are allowed"
+        )
     return tuple(_metadata_text(key, tag, TAG_MAX_LENGTH) for tag in tags)
 
 
 def parse_metadata(metadata: Mapping[str, str]) -> BlobOverrides:
-    """Read the `kusto*` and `rawSizeBytes` metadata of a blob; RoutingError(INVALID_METADATA) names the bad key."""
+    """Read the `kusto*` and `rawSizeBytes` metadata of a blob; RoutingError(codes.ROUTING_INVALID_METADATA) names the bad key."""
     # "surrogatepass": a lone surrogate is counted here; in a value routing reads it is refused below, key named.
     size = sum(len(f"{k}{v}".encode("utf-8", "surrogatepass")) for k, v in metadata.items())
     if size > METADATA_MAX_BYTES:
-        raise RoutingError(INVALID_METADATA, f"the blob's metadata is {size} bytes; Azure allows at most {METADATA_MAX_BYTES}")
+        raise RoutingError(
+            codes.ROUTING_INVALID_METADATA, f"the blob's metadata is {size} bytes; Azure allows at most {METADATA_MAX_BYTES}"
+        )
     values = {str(k).lower(): (str(k), str(v)) for k, v in metadata.items()}
 
     def get(*names: str) -> tuple[str, str] | None:
@@ -292,18 +292,18 @@ def parse_metadata(metadata: Mapping[str, str]) -> BlobOverrides:
         if item := get(*names):
             problem = entity_name_problem(item[1], attribute)
             if problem:
-                raise RoutingError(INVALID_NAME, f"metadata {item[0]}: {problem}")
+                raise RoutingError(codes.ROUTING_INVALID_NAME, f"metadata {item[0]}: {problem}")
             found[attribute] = item[1]
     if item := get("kustoDataFormat"):
         try:
             found["data_format"] = check_format(item[1])
         except UnknownFormatError as error:
-            raise RoutingError(INVALID_METADATA, f"metadata {item[0]}: {error}") from None
+            raise RoutingError(codes.ROUTING_INVALID_METADATA, f"metadata {item[0]}: {error}") from None
     if item := get("kustoIngestionMappingReference"):
         found["mapping"] = _metadata_text(*item)
     if item := get("kustoIgnoreFirstRecord"):
         if item[1].strip().lower() not in ("true", "false"):
-            raise RoutingError(INVALID_METADATA, f"metadata {item[0]}={item[1][:64]!r} must be 'true' or 'false'")
+            raise RoutingError(codes.ROUTING_INVALID_METADATA, f"metadata {item[0]}={item[1][:64]!r} must be 'true' or 'false'")
         found["ignore_first_record"] = item[1].strip().lower() == "true"
     if item := get("kustoExtentTags"):
         found["tags"] = _tags(*item)
@@ -312,17 +312,18 @@ def parse_metadata(metadata: Mapping[str, str]) -> BlobOverrides:
     if item := get("rawSizeBytes", "kustoUncompressedSizeBytes"):
         if not _DIGITS.match(item[1].strip()) or int(item[1].strip()) > RAW_SIZE_MAX:
             raise RoutingError(
-                INVALID_METADATA, f"metadata {item[0]}={item[1][:64]!r} must be a whole number of bytes, at most {RAW_SIZE_MAX}"
+                codes.ROUTING_INVALID_METADATA,
+                f"metadata {item[0]}={item[1][:64]!r} must be a whole number of bytes, at most {RAW_SIZE_MAX}",
             )
         found["raw_size"] = int(item[1].strip())
     return BlobOverrides(**found)
 
 
 def check_blob_name(blob_name: str) -> None:
-    """RoutingError(INVALID_NAME) when the blob name is unusable (see `names.blob_name_problem`)."""
+    """RoutingError(codes.ROUTING_INVALID_NAME) when the blob name is unusable (see `names.blob_name_problem`)."""
     problem = blob_name_problem(blob_name)
     if problem is not None:
-        raise RoutingError(INVALID_NAME, f"{problem}; rename the blob")
+        raise RoutingError(codes.ROUTING_INVALID_NAME, f"{problem}; rename the blob")
 
 
 def _render(template: str, captures: Mapping[str, str]) -> str:
@@ -334,7 +335,7 @@ def _render_text(rule: Rule, field_name: str, template: str, captures: Mapping[s
     value = _render(template, captures)
     if len(value) > TAG_MAX_LENGTH:
         raise RoutingError(
-            INVALID_NAME,
+            codes.ROUTING_INVALID_NAME,
             f"rule {rule.index} ({rule.label}) makes {field_name} {value[:64]!r}... {len(value)} characters long from "
             f"{blob_name!r}, over {TAG_MAX_LENGTH}; shorten the blob name",
         )
@@ -347,9 +348,10 @@ def _path_time(rule: Rule, captures: Mapping[str, str], blob_name: str) -> str:
         moment = datetime(int(captures["yyyy"]), month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as error:
         raise RoutingError(
-            INVALID_CREATION_TIME, f"rule {rule.index} ({rule.label}) reads a creation time from {blob_name!r}, but {error}"
+            codes.ROUTING_INVALID_CREATION_TIME,
+            f"rule {rule.index} ({rule.label}) reads a creation time from {blob_name!r}, but {error}",
         ) from None
-    return moment.isoformat().replace("+00:00", "Z")
+    return iso_utc(moment)
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,7 @@ def _from_rules(rules: Sequence[Rule], blob_name: str) -> _Target:
 
 @dataclass(frozen=True)
 class Router:
-    """Compiled rules plus the allowlist; build once per worker with `router_for(settings)`."""
+    """Compiled rules plus the allowlist; the worker builds one (`shared.services`)."""
 
     rules: tuple[Rule, ...] = ()
     allowed_targets: tuple[str, ...] = ("*",)
@@ -415,7 +417,7 @@ class Router:
         if database is None or table is None:
             missing = " and ".join(k for k, v in (("database", database), ("table", table)) if v is None)
             raise RoutingError(
-                NO_ROUTE,
+                codes.ROUTING_NO_ROUTE,
                 f"no {missing} for {blob_name!r}: no routing rule matches it and it is not under {{database}}/{{table}}/; "
                 "add a rule, move the blob, or set the kustoDatabase and kustoTable metadata",
                 database=database or "",
@@ -426,7 +428,7 @@ class Router:
             if problem is not None:
                 # A name a rule put together can be longer than a failure notification's Database or Table field.
                 raise RoutingError(
-                    INVALID_NAME,
+                    codes.ROUTING_INVALID_NAME,
                     f"{problem} (from {source})",
                     database=database[:ENTITY_NAME_MAX_LENGTH],
                     table=table[:ENTITY_NAME_MAX_LENGTH],
@@ -435,7 +437,7 @@ class Router:
         data_format = overrides.data_format or target.data_format or kind_of_file.format
         if data_format is None:
             raise RoutingError(
-                UNKNOWN_FORMAT,
+                codes.ROUTING_UNKNOWN_FORMAT,
                 f"cannot tell the data format of {blob_name!r} from its extension; use an extension such as .csv or "
                 ".json (before .gz/.zip), set the kustoDataFormat metadata, or give the rule a format",
                 database=database,
@@ -443,28 +445,19 @@ class Router:
             )
         if not target_allowed(database, table, self.allowed_targets):
             raise RoutingError(
-                TARGET_NOT_ALLOWED,
+                codes.ROUTING_TARGET_NOT_ALLOWED,
                 f"{database}.{table} (from {source}) is not in ALLOWED_TARGETS ({', '.join(self.allowed_targets)})",
                 database=database,
                 table=table,
             )
         properties: dict[str, Any] = {"format": data_format, **target.properties}
-        for key, value in (
+        overridden: tuple[tuple[str, object], ...] = (
             ("ingestionMappingReference", overrides.mapping),
             ("ignoreFirstRecord", overrides.ignore_first_record),
             ("tags", list(overrides.tags) if overrides.tags is not None else None),
             ("creationTime", overrides.creation_time),
-        ):
-            if value is not None:
-                properties[key] = value
+        )
+        for key, given in overridden:
+            if given is not None:
+                properties[key] = given
         return Route(database, table, properties, kind_of_file.compression, overrides.raw_size, source)
-
-
-@lru_cache(maxsize=8)
-def _cached_router(rules_json: str, allowed_targets: tuple[str, ...]) -> Router:
-    return Router(rules=compile_rules(json.loads(rules_json)), allowed_targets=allowed_targets)
-
-
-def router_for(settings: Settings) -> Router:
-    """The router for these settings, compiled once per worker; call it at start-up to fail fast on bad rules."""
-    return _cached_router(json.dumps(list(settings.routing_rules), sort_keys=True, default=dict), settings.allowed_targets)

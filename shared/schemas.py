@@ -4,7 +4,7 @@ Every message is checked when it is written and again when it is read, so a bug 
 message written by hand into a queue, is caught at the boundary with the exact field that is wrong.
 Format checks (`date-time`, `uri`, `uuid`) are on. jsonschema enforces `date-time` and `uri` only when their
 validator packages are installed (otherwise a bad date passes silently), so `requirements.txt` names them.
-A `date-time` must also be one the app's readers can read (`read_date_time`), so a valid message never
+A `date-time` must also be one the app's readers can read (`shared.times.parse_time`), so a valid message never
 crashes the code that reads it.
 
 Whatever the input, `parse`, `validate` and `dump` raise MessageError or nothing: no TypeError, RecursionError
@@ -19,7 +19,7 @@ import json
 import math
 import re
 import threading
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
+
+from shared.times import parse_time
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 
@@ -77,22 +79,13 @@ def _inline_local_refs(node: Any, document: dict[str, Any], seen: tuple[str, ...
     return {key: _inline_local_refs(value, document, seen) for key, value in node.items()}
 
 
-def read_date_time(text: str) -> datetime:
-    """A message's date-time as the app reads it (submission's recordedAt, tracking's submittedAt), in UTC.
-
-    ValueError for what `datetime.fromisoformat` cannot read (a lowercase `z`, which RFC 3339 allows) and
-    OverflowError for a time that does not exist in UTC (`0001-01-01T00:00:00+14:00`, `9999-12-31T23:59:59-14:00`).
-    """
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
 def _is_readable_date_time(instance: object) -> bool:
     if not isinstance(instance, str):
         return True
     if not Draft202012Validator.FORMAT_CHECKER.conforms(instance, "date-time"):
         return False  # not RFC 3339: no leap second '23:59:60', no year 0, no day 31 in a 30-day month
     try:
-        read_date_time(instance)
+        parse_time(instance)
     except (ValueError, OverflowError):
         return False
     return True
@@ -195,7 +188,7 @@ def parse(schema: str, text: str | bytes) -> dict[str, Any]:
     return message
 
 
-def dump(schema: str, message: dict[str, Any]) -> str:
+def dump(schema: str, message: Mapping[str, Any]) -> str:
     """Validate and serialise a message to compact JSON, ready for a queue (UTF-8 text: no NaN, no lone surrogate)."""
     validate(schema, message)
     try:

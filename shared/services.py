@@ -1,8 +1,11 @@
 """The clients a worker process needs, created once and handed to every function body.
 
 Clients hold connection pools and token caches, so they are built once per process (`get_services()`)
-and passed in as arguments; nothing else in the app keeps a client in a module global. Tests build their
-own `Services` with `build_services()` from explicit settings, a fake Kusto transport or a test credential.
+and passed in as arguments: every client and long-lived helper of the app (the storage account's queue and
+container clients, the Kusto clients, the router, the webhook, the digest windows) is built here and nowhere
+else, and nothing keeps one in a module global. The clients of the staging account are children of its two
+service clients and share one transport (`shared.storage`). Tests build their own `Services` with
+`build_services()` from explicit settings, a fake transport or a test credential.
 
 `get_services(function)` is also where a function learns that its settings are invalid. Settings are read on
 the first run, not while the worker indexes `function_app.py`, so the app is always indexed. A run whose
@@ -27,19 +30,23 @@ from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import HttpTransport
+from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueClient
+from azure.storage.queue import QueueClient, QueueServiceClient
 
 from shared import storage
 from shared.alert_markers import AlertMarkers
 from shared.blob_access import BlobAccess
+from shared.digest import DigestBook
 from shared.dm_resources import DataManagementClient, DmResourceCache
-from shared.kusto_rest import BlobSource, KustoIngestClient, TryObserver, kusto_credential
+from shared.kusto_pipeline import TryObserver
+from shared.kusto_rest import BlobSource, KustoIngestClient
 from shared.queue_submitter import QueueSubmitter
-from shared.routing import router_for
+from shared.routing import Router, compile_rules
 from shared.settings import FEATURES, Settings, SettingsError, load_settings
 from shared.staging_area import StagingArea
 from shared.submission_ledger import SubmissionLedger
+from shared.webhook import WebhookSink
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +73,7 @@ FUNCTIONS: dict[str, FunctionNeeds] = {
     "track_outcomes": FunctionNeeds(needs=("track_timer",), uses=("quarantine", "delete_on_success")),
     "alert_on_failure": FunctionNeeds(uses=("webhook", "digest")),
     "housekeeping": FunctionNeeds(needs=("housekeeping_timer",), uses=tuple(FEATURES)),
+    "reconcile_staging": FunctionNeeds(needs=("reconcile_timer",)),
 }
 """Every function of `function_app.py` by name. Housekeeping uses the webhook and digests itself and reports every
 other disabled feature too, so that one whose function never runs (a blob trigger on a source with no events) is
@@ -115,17 +123,22 @@ class Submitter(Protocol):
 
 @dataclass(frozen=True)
 class Services:
-    """Settings plus every client of one worker process."""
+    """Settings plus every client and long-lived helper of one worker process."""
 
     settings: Settings
+    account: storage.StorageAccount
+    """The staging storage account: every queue and container client below is a child of its service clients."""
     pending_queue: QueueClient
     """Read raw: `shared.storage.decode_message` decodes each message, so one foreign message cannot block a page."""
     failures_queue: QueueClient
     tracking_queue: QueueClient
+    tracking_reader: QueueClient
+    """The tracking queue read raw, as the tracker reads it: a message that is not base64 alerts, it does not break a page."""
     pending_poison_queue: QueueClient
-    blob_service: BlobServiceClient
     staging: StagingArea
     """The staging container: every blob the app acts on is reached through it, and every message is checked against it."""
+    router: Router
+    """ROUTING_RULES compiled, with ALLOWED_TARGETS: where each staged blob goes."""
     kusto: KustoIngestClient
     """The REST client: status polling in either mode, submission in REST mode."""
     submitter: Submitter
@@ -135,14 +148,91 @@ class Services:
     """The blob versions Kusto accepted recently; the worker keeps what it read, so each drain reads only what is new."""
     alert_markers: AlertMarkers
     """Which failures were alerted recently, so a repeated notification is dropped."""
+    recorded_ledger: SubmissionLedger
+    """The same ledger over the reconciliation look-back: what the reconciler read stays, so each run reads only what
+    is new (`shared.reconcile`)."""
+    digests: DigestBook
+    """The open digest windows (ALERT_DIGEST_WINDOW_SECONDS) in STATE_CONTAINER."""
+    webhook: WebhookSink | None = None
+    """The alert webhook; None when ALERT_WEBHOOK_URL is not set (alerts are log records only)."""
     dm_resources: DmResourceCache | None = None
     """Queue mode only: the Data Management service's queues and identity token, cached with an expiry."""
     disabled_reports: DisabledReports = field(default_factory=DisabledReports, repr=False, compare=False)
     """When each function last reported each feature `settings.disabled` names (`get_services`)."""
 
     @property
+    def blob_service(self) -> BlobServiceClient:
+        return self.account.blob_service
+
+    @property
+    def queue_service(self) -> QueueServiceClient:
+        return self.account.queue_service
+
+    @property
     def queues(self) -> tuple[QueueClient, ...]:
         return (self.pending_queue, self.failures_queue, self.tracking_queue, self.pending_poison_queue)
+
+    def raw_queue(self, name: str) -> QueueClient:
+        """Any queue of the staging account, read raw (a poison queue: its messages are decoded one by one)."""
+        return self.account.queue(name, decode=False)
+
+    def kusto_queue(self, queue_url: str) -> QueueClient:
+        """A queue of the Data Management service (queue mode) that the app only reads, from its SAS URL: read raw and
+        handed back unchanged (`shared.queue_relay`), on the storage transport."""
+        return storage.sas_queue_client(queue_url, self.account.transport, encode=False)
+
+
+def kusto_credential(settings: Settings) -> TokenCredential | None:
+    """The identity that calls Kusto, as KUSTO_CREDENTIAL says (None: no Authorization header, emulator only)."""
+    if settings.kusto_credential == "managedidentity":
+        return ManagedIdentityCredential(client_id=settings.managed_identity_client_id)
+    if settings.kusto_credential == "default":
+        return DefaultAzureCredential(managed_identity_client_id=settings.managed_identity_client_id)
+    return None
+
+
+def kusto_client(
+    settings: Settings, credential: TokenCredential | None, *, transport: HttpTransport | None = None, **options: Any
+) -> KustoIngestClient:
+    """The REST client the settings describe; `credential` must be the one KUSTO_CREDENTIAL names (`options`: the
+    client's own, such as a test clock)."""
+    _check_kusto_credential(settings, credential)
+    return KustoIngestClient(
+        settings.kusto_ingest_uri,
+        credential,
+        token_scope=settings.kusto_token_scope,
+        request_timeout=settings.kusto_request_timeout_seconds,
+        max_blobs_per_batch=settings.max_blobs_per_batch,
+        transport=transport,
+        **options,
+    )
+
+
+def _check_kusto_credential(settings: Settings, credential: TokenCredential | None) -> None:
+    if credential is None and settings.kusto_credential != "none":
+        raise ValueError(f"KUSTO_CREDENTIAL is {settings.kusto_credential!r}: pass the credential it names")
+
+
+def _queue_mode(
+    settings: Settings, credential: TokenCredential | None, kusto_transport: HttpTransport | None, queues: HttpTransport
+) -> tuple[DmResourceCache, QueueSubmitter]:
+    """Queue mode's resource cache and submitter; the ingestion queues' clients send through `queues`."""
+    management = DataManagementClient(
+        settings.kusto_ingest_uri,
+        credential,
+        token_scope=settings.kusto_token_scope,
+        request_timeout=settings.kusto_request_timeout_seconds,
+        transport=kusto_transport,
+    )
+    cache = DmResourceCache(management)
+    submitter = QueueSubmitter(
+        cache,
+        max_blobs_per_batch=settings.max_blobs_per_batch,
+        report_level=settings.report_level,
+        report_method=settings.report_method,
+        queue_client_for=functools.partial(storage.sas_queue_client, transport=queues, short_retries=True),
+    )
+    return cache, submitter
 
 
 def build_services(
@@ -151,40 +241,54 @@ def build_services(
     kusto_transport: HttpTransport | None = None,
     kusto_token_credential: TokenCredential | None = None,
     storage_credential: TokenCredential | None = None,
+    storage_transport: HttpTransport | None = None,
 ) -> Services:
-    """Create every client from `settings`; credentials default to what the settings name.
+    """Create every client and helper from `settings`; credentials default to what the settings name, transports to
+    the app's own (one for every storage client, Kusto's queues included; each Kusto client has its own).
 
     Routing rules are compiled here, so invalid ROUTING_RULES fail every run with the rule's index and field
     (a SettingsError), instead of failing blob by blob.
     """
-    router_for(settings)
-    connection = settings.staging
+    router = Router(rules=compile_rules(settings.routing_rules), allowed_targets=settings.allowed_targets)
     if storage_credential is None:
-        storage_credential = storage.staging_credential(connection)
+        storage_credential = storage.staging_credential(settings.staging)
     if kusto_token_credential is None:
         kusto_token_credential = kusto_credential(settings)
-    blob_service = storage.blob_service_client(connection, storage_credential)
-    staging = StagingArea(blob_service, settings.staging_container, settings.allowed_targets)
-    state = blob_service.get_container_client(settings.state_container)
-    kusto = KustoIngestClient(settings, credential=kusto_token_credential, transport=kusto_transport)
+    account = storage.storage_account(settings.staging, storage_credential, storage_transport)
+    staging = StagingArea(account.blob_service, settings.staging_container, settings.allowed_targets)
+    state = account.container(settings.state_container)
+    kusto = kusto_client(settings, kusto_token_credential, transport=kusto_transport)
     dm_resources = None
     submitter: Submitter = kusto
     if settings.submission_mode == "queue":
-        dm_resources = DmResourceCache(DataManagementClient(settings, kusto_token_credential, transport=kusto_transport))
-        submitter = QueueSubmitter(settings, dm_resources)
+        dm_resources, submitter = _queue_mode(settings, kusto_token_credential, kusto_transport, account.transport)
+    webhook = None
+    if settings.alert_webhook_url:
+        webhook = WebhookSink(settings.alert_webhook_url, settings.alert_webhook_format, settings.alert_webhook_secret)
     return Services(
         settings=settings,
-        pending_queue=storage.queue_client(connection, settings.pending_queue, storage_credential, decode=False),
-        failures_queue=storage.queue_client(connection, settings.failures_queue, storage_credential),
-        tracking_queue=storage.queue_client(connection, settings.tracking_queue, storage_credential),
-        pending_poison_queue=storage.queue_client(connection, settings.pending_poison_queue, storage_credential),
-        blob_service=blob_service,
+        account=account,
+        pending_queue=account.queue(settings.pending_queue, decode=False),
+        failures_queue=account.queue(settings.failures_queue),
+        tracking_queue=account.queue(settings.tracking_queue),
+        tracking_reader=account.queue(settings.tracking_queue, decode=False),
+        pending_poison_queue=account.queue(settings.pending_poison_queue),
         staging=staging,
+        router=router,
         kusto=kusto,
         submitter=submitter,
-        blob_access=BlobAccess(settings, staging),
+        blob_access=BlobAccess(
+            staging,
+            mode=settings.blob_access,
+            identity=settings.blob_access_identity,
+            sas_lifetime_minutes=settings.sas_lifetime_minutes,
+            account_key=settings.staging.account_key(),
+        ),
         ledger=SubmissionLedger(state, settings.duplicate_window_seconds),
         alert_markers=AlertMarkers(state, settings.duplicate_window_seconds),
+        recorded_ledger=SubmissionLedger(state, settings.reconcile_lookback_seconds),
+        digests=DigestBook(state, settings.alert_digest_window_seconds),
+        webhook=webhook,
         dm_resources=dm_resources,
     )
 

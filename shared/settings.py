@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import SplitResult
 
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueServiceClient
+
 from shared.names import quoted
 from shared.ncrontab import NcrontabError, parse_ncrontab
 from shared.url_checks import URL_TEXT, UrlError, checked_url, is_loopback_url
@@ -60,6 +63,7 @@ FEATURES: dict[str, str] = {
     "submit_timer": "the submission timer does not run, or fails every run",
     "track_timer": "the outcome tracker does not run, or fails every run",
     "housekeeping_timer": "the housekeeping timer does not run, or fails every run",
+    "reconcile_timer": "the reconciliation timer does not run, or fails every run: a blob whose event was lost stays unrecorded",
 }
 """Feature -> what the app does while an invalid setting disables it (`Settings.disabled`). The first four are
 optional: their functions run without them. The others are settings of one function only, which fails every
@@ -78,7 +82,6 @@ _TARGET_CHARACTERS = re.compile(r"[A-Za-z0-9_.\- *?]+")
 with the dot inside both classes backtracks quadratically on a long value without a usable dot."""
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _STORAGE_ACCOUNT = re.compile(r"[a-z0-9]{3,24}")
-_CONNECTION_KEY = re.compile(r"[A-Za-z]+")
 # Numbers are plain ASCII digits ([0-9], never \d, which also matches Arabic-Indic or fullwidth digits).
 _INTEGER = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
@@ -105,25 +108,16 @@ class StorageConnection:
         return self.connection_string is None
 
     def account_key(self) -> str | None:
-        """The account key inside a connection string, if any (only local Azurite should have one)."""
+        """The account key of a connection string, as the storage SDK reads it (only local Azurite should have one)."""
         if not self.connection_string:
             return None
-        parts = _connection_string_parts(self.connection_string)
-        return parts.get("accountkey")
+        return getattr(BlobServiceClient.from_connection_string(self.connection_string).credential, "account_key", None) or None
 
     def blob_endpoint(self) -> str:
-        """The blob service endpoint, whichever way the connection is given."""
+        """The blob service endpoint, whichever way the connection is given (a connection string read by the SDK)."""
         if self.blob_service_uri:
             return self.blob_service_uri.rstrip("/")
-        parts = _connection_string_parts(self.connection_string or "")
-        if "blobendpoint" in parts:
-            return parts["blobendpoint"].rstrip("/")
-        if parts.get("usedevelopmentstorage", "").lower() == "true":
-            return "http://127.0.0.1:10000/devstoreaccount1"
-        account = parts.get("accountname", "")
-        protocol = parts.get("defaultendpointsprotocol", "https")
-        suffix = parts.get("endpointsuffix", "core.windows.net")
-        return f"{protocol}://{account}.blob.{suffix}"
+        return BlobServiceClient.from_connection_string(self.connection_string or "").url.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -172,6 +166,9 @@ class Settings:
     duplicate_window_seconds: int = 3600
     housekeeping_schedule: str = "0 * * * * *"
     dead_letter_container: str = "ingest-deadletter"
+    reconcile_schedule: str = "0 */30 * * * *"
+    reconcile_lookback_seconds: int = 24 * 3600
+    reconcile_grace_seconds: int = 1800
     disabled: Mapping[str, str] = field(default_factory=dict)
     """Feature (a key of `FEATURES`) -> the one-line reason an invalid setting disabled it; its fields above hold
     the feature's "off" value. Filled only by `load_settings(disable_invalid_features=True)`."""
@@ -194,6 +191,13 @@ class Settings:
     @property
     def tracking_poison_queue(self) -> str:
         return f"{self.tracking_queue}-poison"
+
+    @property
+    def state_retention_seconds(self) -> int:
+        """How long the ledger and the alert markers are kept: the duplicate window, or the reconciliation look-back
+        when longer, since they are also what tells the reconciler a blob version was recorded (`shared.reconcile`);
+        one more hour covers the 5-minute ledger slots and a late housekeeping run."""
+        return max(self.duplicate_window_seconds, self.reconcile_lookback_seconds + 3600)
 
 
 # name -> meaning. The README settings table, local.settings.example.json and infra are checked against it.
@@ -244,6 +248,9 @@ SETTING_NAMES: dict[str, str] = {
     "DUPLICATE_WINDOW_SECONDS": "how long a submitted blob version or a raised alert is remembered, so a repeat is dropped",
     "HOUSEKEEPING_SCHEDULE": "NCRONTAB schedule of the poison-queue watcher, the digest flush and state clean-up",
     "DEAD_LETTER_CONTAINER": "container of the staging account where Event Grid dead-letters BlobCreated events it gave up on",
+    "RECONCILE_SCHEDULE": "NCRONTAB schedule of the reconciliation timer (off: AzureWebJobs.reconcile_staging.Disabled)",
+    "RECONCILE_LOOKBACK_SECONDS": "how far back the reconciler looks for staged blobs the app never recorded",
+    "RECONCILE_GRACE_SECONDS": "how old a staged blob must be before the reconciler may take its event for lost",
 }
 
 
@@ -263,15 +270,6 @@ def check_queue_report_settings(report_level: str, report_method: str) -> None:
                 "as alerts; use Queue (or QueueAndTable)"
             )
         raise SettingsError(f"REPORT_METHOD: {quoted(report_method)} is not one of {', '.join(QUEUE_MODE_REPORT_METHODS)}")
-
-
-def _connection_string_parts(value: str) -> dict[str, str]:
-    parts: dict[str, str] = {}
-    for item in value.split(";"):
-        if "=" in item:
-            key, _, val = item.partition("=")
-            parts[key.strip().lower()] = val.strip()
-    return parts
 
 
 def _checked_url(name: str, url: str, *, fix: str, subject: str | None = None, secret: bool = False) -> tuple[SplitResult, str]:
@@ -296,6 +294,12 @@ def _guid(name: str, value: str, what: str) -> str:
     return value
 
 
+def _optional_guid(reader: _Reader, name: str, what: str) -> str | None:
+    """An optional GUID setting (`_guid`); None when it is not set."""
+    value = reader.raw(name)
+    return None if value is None else _guid(name, value, what)
+
+
 _T = TypeVar("_T")
 _UNREADABLE = (ArithmeticError, LookupError, OSError, RecursionError, TypeError, ValueError)
 """What a hostile value might still raise while being parsed (SettingsError is a ValueError too)."""
@@ -314,8 +318,8 @@ def _unreadable(name: str, error: Exception) -> SettingsError:
 class _Reader:
     """Reads raw values and turns bad ones into SettingsError with the setting's name."""
 
-    def __init__(self, values: Mapping[str, str], disable_invalid_features: bool = False) -> None:
-        self._values = values
+    def __init__(self, values: Mapping[str, str] | None, disable_invalid_features: bool = False) -> None:
+        self._values = os.environ if values is None else values
         self._disable_invalid_features = disable_invalid_features
         self.current = "settings"
         """The setting being read: the last-resort error in `load_settings` names it."""
@@ -422,52 +426,45 @@ class _Reader:
 
     def queue(self, name: str, default: str) -> str:
         value = self.text(name, default)
-        if not _QUEUE_NAME.fullmatch(value) or len(value) > 63 - len("-poison"):
+        if not _QUEUE_NAME.fullmatch(value) or len(value) > 63 - len("-poison-alerted"):
             raise SettingsError(
-                f"{name}: {quoted(value)} is not a valid queue name (3-56 lowercase letters, digits and single hyphens, "
-                "so that '<name>-poison' is valid too)"
+                f"{name}: {quoted(value)} is not a valid queue name (3-48 lowercase letters, digits and single hyphens, "
+                "so that '<name>-poison-alerted', where the poison watcher keeps what it alerted, is valid too)"
             )
         return value
 
 
 def _connection_string(value: str) -> StorageConnection:
-    """A connection string the storage SDK reads as `_connection_string_parts` does: its parser takes keys as
-    written (no spaces trimmed) and needs an account or both endpoints. Endpoints are checked like every other URL.
-    Its text is never quoted: it may hold an account key."""
+    """A connection string, read by the storage SDK exactly as the app's clients read it (keys as written, no
+    spaces trimmed; the queue service needs a key or a SAS); what it read is checked like every other setting:
+    the endpoints as URLs, the account name, the key. Its text is never quoted: it may hold an account key."""
     name = STAGING_CONNECTION
-    items = [item.partition("=") for item in value.rstrip(";").split(";")]
-    if any(not sep for _, sep, _ in items):
-        raise SettingsError(f"{name}: not a storage connection string (expected 'Key=Value;...' pairs)")
-    for key, _, _ in items:
-        if not _CONNECTION_KEY.fullmatch(key):
-            raise SettingsError(
-                f"{name}: connection string key {quoted(key)} is not a plain name like AccountName; remove spaces around it"
-            )
-    parts = {key.lower(): val for key, _, val in items}
-    connection = StorageConnection(connection_string=value)
-    development = parts.get("usedevelopmentstorage")
-    if development is not None and development != "true":
-        raise SettingsError(f"{name}: UseDevelopmentStorage must be 'true' (Azurite) or left out")
-    if development is None and "accountname" not in parts and not ("blobendpoint" in parts and "queueendpoint" in parts):
+    try:
+        blob_service = BlobServiceClient.from_connection_string(value)
+        queue_service = QueueServiceClient.from_connection_string(value)
+    except (LookupError, TypeError, ValueError):
+        # The SDK's own words are left out: they could quote a part of the value.
         raise SettingsError(
-            f"{name}: the connection string names no account; add AccountName (or BlobEndpoint and QueueEndpoint)"
-        )
-    if "accountname" in parts and not _STORAGE_ACCOUNT.fullmatch(parts["accountname"]):
-        raise SettingsError(f"{name}: AccountName is not a storage account name (3-24 lowercase letters and digits)")
-    if "accountkey" in parts:
+            f"{name}: not a storage connection string the storage SDK can use; set it to "
+            "'AccountName=<account>;AccountKey=<key>' (keys written without spaces) or UseDevelopmentStorage=true (Azurite)"
+        ) from None
+    fix = "set BlobEndpoint and QueueEndpoint like http://127.0.0.1:10000/devstoreaccount1 (Azurite) or leave them out"
+    for endpoint, url, account in (
+        ("BlobEndpoint", blob_service.url, blob_service.account_name),
+        ("QueueEndpoint", queue_service.url, queue_service.account_name),
+    ):
+        _checked_url(name, url, fix=fix, subject=f"its {endpoint}", secret=True)
+        if not _STORAGE_ACCOUNT.fullmatch(account or ""):
+            raise SettingsError(f"{name}: AccountName is not a storage account name (3-24 lowercase letters and digits)")
+    key: str | None = getattr(blob_service.credential, "account_key", None)
+    if key is not None:
         try:
-            key = base64.b64decode(parts["accountkey"], validate=True)
+            decoded = base64.b64decode(key, validate=True)
         except (binascii.Error, ValueError):
-            key = b""
-        if not key:
+            decoded = b""
+        if not decoded:
             raise SettingsError(f"{name}: AccountKey is not a base64 key; copy the key from the account's Access keys page")
-    if parts.get("defaultendpointsprotocol", "https") not in ("https", "http"):
-        raise SettingsError(f"{name}: DefaultEndpointsProtocol must be https or http")
-    fix = "set it like http://127.0.0.1:10000/devstoreaccount1 (Azurite) or leave it out"
-    for key, endpoint in (("BlobEndpoint", connection.blob_endpoint()), ("QueueEndpoint", parts.get("queueendpoint"))):
-        if endpoint is not None:
-            _checked_url(name, endpoint, fix=fix, subject=f"its {key}")
-    return connection
+    return StorageConnection(connection_string=value)
 
 
 def _staging_connection(reader: _Reader) -> StorageConnection:
@@ -494,9 +491,7 @@ def _staging_connection(reader: _Reader) -> StorageConnection:
             f"{STAGING_CONNECTION}__credential: {quoted(credential)} is not 'managedidentity'; set it to managedidentity "
             "or leave it out (DefaultAzureCredential)"
         )
-    client_id = reader.raw(f"{STAGING_CONNECTION}__clientId")
-    if client_id is not None:
-        _guid(f"{STAGING_CONNECTION}__clientId", client_id, "a client id")
+    client_id = _optional_guid(reader, f"{STAGING_CONNECTION}__clientId", "a client id")
     return StorageConnection(
         blob_service_uri=blob_uri,
         queue_service_uri=queue_uri,
@@ -729,6 +724,23 @@ def _outcome_settings(reader: _Reader, staging_container: str, local: bool) -> d
         "duplicate_window_seconds": reader.number("DUPLICATE_WINDOW_SECONDS", 3600, 300, 7 * 24 * 3600),
         "housekeeping_schedule": _timer_schedule(reader, "housekeeping_timer", "HOUSEKEEPING_SCHEDULE", "0 * * * * *"),
         "dead_letter_container": dead_letter,
+        **reader.optional("reconcile_timer", {}, lambda: _reconcile(reader)),
+    }
+
+
+def _reconcile(reader: _Reader) -> dict[str, Any]:
+    """The reconciliation timer's settings: the grace must leave a window to look in."""
+    lookback = reader.number("RECONCILE_LOOKBACK_SECONDS", 24 * 3600, 600, 7 * 24 * 3600)
+    grace = reader.number("RECONCILE_GRACE_SECONDS", 1800, 0, 24 * 3600)
+    if grace >= lookback:
+        raise SettingsError(
+            f"RECONCILE_GRACE_SECONDS: {grace} leaves nothing to look at within RECONCILE_LOOKBACK_SECONDS ({lookback}); "
+            "make the grace shorter than the look-back"
+        )
+    return {
+        "reconcile_schedule": reader.schedule("RECONCILE_SCHEDULE", "0 */30 * * * *"),
+        "reconcile_lookback_seconds": lookback,
+        "reconcile_grace_seconds": grace,
     }
 
 
@@ -740,7 +752,7 @@ def load_settings(values: Mapping[str, str] | None = None, *, disable_invalid_fe
     setting being read. With `disable_invalid_features` (the worker), an invalid setting of one of the
     `FEATURES` does not raise: the feature is off and `Settings.disabled` says why.
     """
-    reader = _Reader(os.environ if values is None else values, disable_invalid_features)
+    reader = _Reader(values, disable_invalid_features)
     try:
         return _load(reader)
     except _UNREADABLE as error:
@@ -752,7 +764,7 @@ def blob_trigger_source_at_indexing(values: Mapping[str, str] | None = None) -> 
     invalid value gives `BLOB_TRIGGER_FALLBACK` instead of an error, so that the app is always indexed (the
     worker then fails every run of the blob trigger with the reason, `Settings.disabled["blob_trigger"]`)."""
     try:
-        return _blob_trigger_source(_Reader(os.environ if values is None else values))
+        return _blob_trigger_source(_Reader(values))
     except _UNREADABLE:
         return BLOB_TRIGGER_FALLBACK
 
@@ -766,19 +778,23 @@ def _timer_schedule(reader: _Reader, feature: str, name: str, default: str) -> s
     return reader.optional(feature, default, lambda: reader.schedule(name, default))
 
 
-def _load(reader: _Reader) -> Settings:
-    staging = _staging_connection(reader)
-    local = is_loopback_url(staging.blob_endpoint())
+def _kusto_settings(reader: _Reader) -> dict[str, Any]:
+    """Where Kusto is and who the app is to it."""
     ingest_uri = _kusto_uri(reader)
-    container = reader.text("STAGING_CONTAINER", "staging")
-    if not _CONTAINER_NAME.fullmatch(container):
-        raise SettingsError(
-            f"STAGING_CONTAINER: {quoted(container)} is not a valid container name (3-63 lowercase letters, digits, "
-            "single hyphens)"
-        )
     credential = reader.choice("KUSTO_CREDENTIAL", "managedidentity", KUSTO_CREDENTIALS)
     if credential == "none" and not is_loopback_url(ingest_uri):
         raise SettingsError("KUSTO_CREDENTIAL: 'none' is only allowed with a local emulator (a loopback KUSTO_INGEST_URI)")
+    return {
+        "kusto_ingest_uri": ingest_uri,
+        "kusto_credential": credential,
+        "managed_identity_client_id": _optional_guid(reader, "MANAGED_IDENTITY_CLIENT_ID", "a client id"),
+        "kusto_token_scope": _token_scope(reader, ingest_uri),
+        "kusto_request_timeout_seconds": reader.number("KUSTO_REQUEST_TIMEOUT_SECONDS", 30.0, 1, 600, integer=False),
+    }
+
+
+def _blob_access_settings(reader: _Reader, staging: StorageConnection, local: bool) -> dict[str, Any]:
+    """How Kusto may read a staged blob (BLOB_ACCESS and what each mode needs)."""
     blob_access = reader.choice("BLOB_ACCESS", "managed_identity", BLOB_ACCESS_MODES)
     if blob_access == "account_key_sas":
         if staging.account_key() is None:
@@ -792,9 +808,14 @@ def _load(reader: _Reader) -> Settings:
     identity = reader.text("BLOB_ACCESS_IDENTITY", "system")
     if identity != "system":
         _guid("BLOB_ACCESS_IDENTITY", identity, "'system' nor an object id")
-    client_id = reader.raw("MANAGED_IDENTITY_CLIENT_ID")
-    if client_id is not None:
-        _guid("MANAGED_IDENTITY_CLIENT_ID", client_id, "a client id")
+    return {
+        "blob_access": blob_access,
+        "blob_access_identity": identity,
+        "sas_lifetime_minutes": reader.number("SAS_LIFETIME_MINUTES", 360, 5, 7 * 24 * 60),
+    }
+
+
+def _queue_names(reader: _Reader) -> dict[str, Any]:
     queues = {
         "pending_queue": reader.queue("PENDING_QUEUE", "ingest-pending"),
         "failures_queue": reader.queue("FAILURES_QUEUE", "ingest-failures"),
@@ -802,36 +823,45 @@ def _load(reader: _Reader) -> Settings:
     }
     if len(set(queues.values())) != len(queues):
         raise SettingsError("PENDING_QUEUE, FAILURES_QUEUE and TRACKING_QUEUE must be three different queues")
+    return queues
+
+
+def _submission_settings(reader: _Reader) -> dict[str, Any]:
+    """The submission timer's: its schedule and pace, the mode and, in queue mode, what Kusto reports back."""
     submission_mode = reader.choice("SUBMISSION_MODE", "rest", SUBMISSION_MODES)
     report_level = reader.choice("REPORT_LEVEL", "FailuresOnly", REPORT_LEVELS)
     report_method = reader.choice("REPORT_METHOD", "Queue", REPORT_METHODS)
     if submission_mode == "queue":
         check_queue_report_settings(report_level, report_method)
+    return {
+        "submission_mode": submission_mode,
+        "report_level": report_level,
+        "report_method": report_method,
+        "submit_schedule": _timer_schedule(reader, "submit_timer", "SUBMIT_SCHEDULE", "*/10 * * * * *"),
+        "drain_time_budget_seconds": reader.number("DRAIN_TIME_BUDGET_SECONDS", 60.0, 1, 3600, integer=False),
+        "submit_concurrency": reader.number("SUBMIT_CONCURRENCY", 8, 1, 64),
+        "max_blobs_per_batch": reader.number("MAX_BLOBS_PER_BATCH", 20, 1, 1000),
+        "pending_visibility_timeout_seconds": reader.number("PENDING_VISIBILITY_TIMEOUT_SECONDS", 300, 5, 7 * 24 * 3600),
+        "pending_max_dequeue_count": reader.number("PENDING_MAX_DEQUEUE_COUNT", 5, 1, 100),
+        "pending_max_age_seconds": reader.number("PENDING_MAX_AGE_SECONDS", 21600, 60, 6 * 24 * 3600),
+    }
+
+
+def _load(reader: _Reader) -> Settings:
+    staging = _staging_connection(reader)
+    local = is_loopback_url(staging.blob_endpoint())
+    kusto = _kusto_settings(reader)
+    container = reader.container("STAGING_CONTAINER", "staging")
     settings = Settings(
         staging=staging,
-        kusto_ingest_uri=ingest_uri,
         staging_container=container,
         blob_trigger_source=reader.optional("blob_trigger", BLOB_TRIGGER_FALLBACK, lambda: _blob_trigger_source(reader)),
-        submit_schedule=_timer_schedule(reader, "submit_timer", "SUBMIT_SCHEDULE", "*/10 * * * * *"),
-        drain_time_budget_seconds=reader.number("DRAIN_TIME_BUDGET_SECONDS", 60.0, 1, 3600, integer=False),
-        submit_concurrency=reader.number("SUBMIT_CONCURRENCY", 8, 1, 64),
-        max_blobs_per_batch=reader.number("MAX_BLOBS_PER_BATCH", 20, 1, 1000),
-        pending_visibility_timeout_seconds=reader.number("PENDING_VISIBILITY_TIMEOUT_SECONDS", 300, 5, 7 * 24 * 3600),
-        pending_max_dequeue_count=reader.number("PENDING_MAX_DEQUEUE_COUNT", 5, 1, 100),
-        pending_max_age_seconds=reader.number("PENDING_MAX_AGE_SECONDS", 21600, 60, 6 * 24 * 3600),
-        kusto_token_scope=_token_scope(reader, ingest_uri),
-        kusto_credential=credential,
-        managed_identity_client_id=client_id,
-        kusto_request_timeout_seconds=reader.number("KUSTO_REQUEST_TIMEOUT_SECONDS", 30.0, 1, 600, integer=False),
-        blob_access=blob_access,
-        blob_access_identity=identity,
-        sas_lifetime_minutes=reader.number("SAS_LIFETIME_MINUTES", 360, 5, 7 * 24 * 60),
+        **kusto,
+        **_blob_access_settings(reader, staging, local),
+        **_queue_names(reader),
+        **_submission_settings(reader),
         routing_rules=_routing_rules(reader),
         allowed_targets=_allowed_targets(reader),
-        submission_mode=submission_mode,
-        report_level=report_level,
-        report_method=report_method,
-        **queues,
         **_outcome_settings(reader, container, local),
         disabled=dict(reader.disabled),
     )

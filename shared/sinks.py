@@ -21,15 +21,15 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from shared.alert_markers import CLAIMED, DELIVERED, HELD, LOGGED, WON, Claim, marker_key
+from shared.alert_markers import CLAIMED, DELIVERED, HELD, LOGGED, WON, Claim, marker_facts, marker_key
 from shared.alerts import build_alert, log_alert
-from shared.digest import DigestBook
-from shared.webhook import AlertContent, WebhookError, configured_sink
+from shared.webhook import AlertContent, WebhookError
 
 if TYPE_CHECKING:
     from shared.alerts import Alert
@@ -50,7 +50,8 @@ def alert_once(body: str, services: Services, *, message_id: str, dequeue_count:
     settings = services.settings
     alert = build_alert(body, queue_name=settings.failures_queue, message_id=message_id, dequeue_count=dequeue_count)
     key = marker_key(alert.notification) if alert.notification is not None else None
-    claim = _claim(services, key) if key else None
+    facts = marker_facts(alert.notification) if alert.notification is not None else {}
+    claim = _claim(services, key, facts) if key else None
     outcome = WON if claim is None else claim.outcome
     if outcome == DELIVERED:
         logger.info(
@@ -78,10 +79,10 @@ def alert_once(body: str, services: Services, *, message_id: str, dequeue_count:
     except Exception:
         if key and outcome == WON:
             # The record is written: the queue trigger's retry of this message only delivers.
-            _mark(services, key, LOGGED)
+            _mark(services, key, LOGGED, facts)
         raise
     if key:
-        _mark(services, key, DELIVERED)
+        _mark(services, key, DELIVERED, facts)
     return alert
 
 
@@ -89,10 +90,10 @@ def _blob(alert: Alert) -> str:
     return alert.dimensions["blobName"] or alert.dimensions["blobPath"]
 
 
-def _claim(services: Services, key: str) -> Claim | None:
+def _claim(services: Services, key: str, facts: Mapping[str, str]) -> Claim | None:
     """The marker's claim; None when storage cannot tell, since an alert twice beats no alert."""
     try:
-        return services.alert_markers.claim(key)
+        return services.alert_markers.claim(key, facts)
     except AzureError as error:
         logger.warning(
             "alert marker %s not readable or not claimed (%s): alerting, though it may repeat an earlier alert",
@@ -120,17 +121,11 @@ def _hold_back(body: str, services: Services, alert: Alert, message_id: str, wai
     )
 
 
-def _mark(services: Services, key: str, state: str) -> None:
+def _mark(services: Services, key: str, state: str, facts: Mapping[str, str]) -> None:
     try:
-        services.alert_markers.mark(key, state)
+        services.alert_markers.mark(key, state, facts)
     except AzureError as error:
         logger.warning("alert marker %s not written (%s): a repeat of this failure will alert again", key, type(error).__name__)
-
-
-def _digest_book(services: Services) -> DigestBook:
-    settings = services.settings
-    container = services.blob_service.get_container_client(settings.state_container)
-    return DigestBook(container, settings.alert_digest_window_seconds)
 
 
 def _message_key(alert: Alert) -> str:
@@ -148,11 +143,11 @@ def deliver(alert: Alert, services: Services) -> bool:
     A malformed notification is always sent on its own: it has no key worth folding.
     """
     settings = services.settings
-    sink = configured_sink(settings)
+    sink = services.webhook
     if sink is None:
         return False
     if settings.alert_digest_window_seconds and alert.notification is not None:
-        send_now = _digest_book(services).record(alert.dimensions, _message_key(alert), datetime.now(UTC))
+        send_now = services.digests.record(alert.dimensions, _message_key(alert), datetime.now(UTC))
         if not send_now:
             return False
     sink.send(AlertContent(alert.dimensions))
@@ -165,10 +160,10 @@ def flush_digests(services: Services) -> int:
     A digest the webhook refuses stays in the state container and is sent by a later run.
     """
     settings = services.settings
-    sink = configured_sink(settings)
+    sink = services.webhook
     if sink is None or not settings.alert_digest_window_seconds:
         return 0
-    book = _digest_book(services)
+    book = services.digests
     sent = 0
     for due in book.due(datetime.now(UTC)):
         state = due.state

@@ -56,33 +56,29 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.queue import QueueMessage
 
-from shared import schemas
+from shared import error_codes, schemas
 from shared.batching import Chunk, make_chunks
 from shared.kusto_errors import KustoAuthError, KustoError, PermanentKustoError, TransientKustoError, UncertainKustoError
 from shared.kusto_rest import BlobSource
-from shared.notifications import EXHAUSTED, PERMANENT, UNKNOWN, failure_notification, pending_blob_fields, utc_now_iso
+from shared.messages import PendingMessage, TrackingRecord, read_pending
+from shared.notifications import EXHAUSTED, PERMANENT, UNKNOWN, failure_notification, pending_blob_fields, send_failure
 from shared.redaction import plain_blob_url, redact
 from shared.services import Services
 from shared.staging_area import RefusedMessageError
-from shared.storage import QUEUE_TEXT_LIMIT, decode_message, readable_text
+from shared.storage import PAGE_SIZE, QUEUE_TEXT_LIMIT, decode_message, readable_text, receive_pages
 from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, ledger_key
+from shared.tally import Tally
+from shared.times import parse_time, utc_now_iso
 
 logger = logging.getLogger(__name__)
 
 _STATE_NAMES = {SENDING: "sending", ACCEPTED: "accepted", NOT_ACCEPTED: "not accepted"}
 
-PAGE_SIZE = 32
-"""The most messages one receive request returns (the service refuses 33)."""
 ORIGIN = "submission"
-MALFORMED = "Pending_Malformed"
-REFUSED = "Pending_Refused"
-TIMED_OUT = "Submission_TimedOut"
-IN_DOUBT = "Submission_InDoubt"
 DEFER_SECONDS = 30
 """How long a deferred message waits when Kusto gave no Retry-After (a 500, a timeout)."""
 ALONE_FAILURES_BEFORE_BLOCK = 3
@@ -92,7 +88,7 @@ One or two are blobs Kusto cannot take; more at once is the service failing, not
 
 
 @dataclass
-class DrainReport:
+class DrainReport(Tally):
     """What one run did; logged at the end and returned to the caller (tests, the local host)."""
 
     received: int = 0
@@ -115,7 +111,7 @@ class PendingItem:
     """A received pending message with its parsed body."""
 
     message: QueueMessage
-    pending: dict[str, Any]
+    pending: PendingMessage
     text: str
     in_doubt: bool = False
     """A run that died (or lost Kusto's answer) was sending this blob version: Kusto may already have it."""
@@ -229,17 +225,10 @@ class _Drain:
         return self.report
 
     def _receive(self, limit: int) -> list[QueueMessage]:
-        # messages_per_page makes each request return up to 32; max_messages alone would fetch one per request.
-        pager = self._services.pending_queue.receive_messages(
-            messages_per_page=PAGE_SIZE, visibility_timeout=self._settings.pending_visibility_timeout_seconds, max_messages=limit
+        pages = receive_pages(
+            self._services.pending_queue, limit=limit, visibility_timeout=self._settings.pending_visibility_timeout_seconds
         )
-        messages: list[QueueMessage] = []
-        for page in pager.by_page():
-            batch = list(page)
-            messages.extend(batch)
-            if len(batch) < PAGE_SIZE:
-                break  # the queue had no more visible messages: asking again would return an empty page
-        return messages
+        return [message for page in pages for message in page]
 
     def _refresh_ledger(self) -> None:
         try:
@@ -260,7 +249,7 @@ class _Drain:
                 return None
             try:
                 text = decode_message(message.content)
-                pending = schemas.parse(schemas.PENDING_BLOB, text)
+                pending = read_pending(text)
             except ValueError as error:
                 self._malformed(message, error)
                 return None
@@ -286,13 +275,13 @@ class _Drain:
             logger.error(
                 "pending message %s left in the queue: storage error while settling it: %s", message.id, redact(str(error))
             )
-            self._count("deferred", 1)
+            self._count(DrainReport(deferred=1))
             return None
 
     def _refuse(self, message: QueueMessage, error: RefusedMessageError) -> None:
         """A well-formed message naming a blob outside staging or a target the app may not write: alerted, never acted on."""
         notification = failure_notification(
-            error_code=REFUSED,
+            error_code=error_codes.PENDING_REFUSED,
             details=(
                 f"pending message {message.id} in queue {self._settings.pending_queue} was refused and removed, nothing was "
                 f"submitted: {error}. Only the app writes this queue; whoever wrote this message can write to the storage "
@@ -300,9 +289,9 @@ class _Drain:
             ),
             origin=ORIGIN,
         )
-        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        send_failure(self._services.failures_queue, notification)
         self._delete(message)
-        self._count("refused", 1)
+        self._count(DrainReport(refused=1))
         logger.error("pending message %s refused: %s", message.id, error)
 
     def _poison(self, message: QueueMessage) -> None:
@@ -313,13 +302,13 @@ class _Drain:
         queue = self._settings.pending_poison_queue
         self._services.pending_poison_queue.send_message(text)
         self._delete(message)
-        self._count("poisoned", 1)
+        self._count(DrainReport(poisoned=1))
         logger.error("pending message %s poisoned after %d reads, moved to %s", message.id, message.dequeue_count, queue)
 
-    def _drop_duplicate(self, message: QueueMessage, pending: dict[str, Any]) -> None:
+    def _drop_duplicate(self, message: QueueMessage, pending: PendingMessage) -> None:
         """The ledger holds this blob version's submission: the message is a repeat, removed and never sent."""
         self._delete(message)
-        self._count("duplicates", 1)
+        self._count(DrainReport(duplicates=1))
         logger.info(
             "pending message %s repeats blob %s/%s (source id %s), already accepted by Kusto: removed, not sent again",
             message.id,
@@ -336,16 +325,16 @@ class _Drain:
     def _malformed(self, message: QueueMessage, error: ValueError) -> None:
         raw = readable_text(message.content)  # decoded: a SAS inside base64 text is invisible to redaction
         notification = failure_notification(
-            error_code=MALFORMED,
+            error_code=error_codes.PENDING_MALFORMED,
             details=(
                 f"pending message {message.id} in queue {self._settings.pending_queue} cannot be submitted and was "
                 f"removed: {error}. Raw message: {raw[:8000]}"
             ),
             origin=ORIGIN,
         )
-        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        send_failure(self._services.failures_queue, notification)
         self._delete(message)
-        self._count("malformed", 1)
+        self._count(DrainReport(malformed=1))
         logger.error("pending message %s is malformed and was reported: %s", message.id, redact(str(error)))
 
     # -- one chunk (runs on the pool) ----------------------------------------------------------------------
@@ -356,7 +345,7 @@ class _Drain:
         except Exception:
             # A storage failure while settling: whatever was not deleted reappears and is handled again.
             logger.exception("chunk for %s.%s left in the queue after an unexpected error", chunk.database, chunk.table)
-            self._count("deferred", len(chunk.items) + len(chunk.duplicates))
+            self._count(DrainReport(deferred=len(chunk.items) + len(chunk.duplicates)))
 
     def _submit(self, chunk: Chunk[PendingItem]) -> None:
         with self._lock:
@@ -413,10 +402,10 @@ class _Drain:
             return
         self._track(chunk, operation_id)
 
-    def mark(self, state: str, chunk: Chunk[PendingItem]) -> None:
+    def mark(self, state: str, chunk: Chunk[PendingItem], operation_id: str = "") -> None:
         """Write the chunk's blob versions to the submission ledger as `state`; a storage error never holds them back."""
         try:
-            self._services.ledger.record(state, (ledger_key(item.pending) for item in chunk.items))
+            self._services.ledger.record(state, (ledger_key(item.pending) for item in chunk.items), operation_id)
         except AzureError as error:
             logger.warning(
                 "submission ledger not written (%s for %d blobs of %s.%s; storage error: %s): if this run dies now, or a "
@@ -434,7 +423,7 @@ class _Drain:
             if not item.in_doubt:
                 continue
             notification = failure_notification(
-                error_code=IN_DOUBT,
+                error_code=error_codes.SUBMISSION_IN_DOUBT,
                 details=(
                     "a run that was submitting this blob died, or lost Kusto's answer, after its request may have reached "
                     "Kusto, and Kusto's API cannot say whether it did; the blob is submitted again now. If the first "
@@ -445,8 +434,8 @@ class _Drain:
                 failure_status=UNKNOWN,
                 **pending_blob_fields(item.pending),
             )
-            self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
-            self._count("in_doubt", 1)
+            send_failure(self._services.failures_queue, notification)
+            self._count(DrainReport(in_doubt=1))
             logger.warning(
                 "blob %s/%s (source id %s) submitted again with its earlier submission's outcome unknown",
                 item.pending["container"],
@@ -461,7 +450,7 @@ class _Drain:
         of a blob whose outcome nobody follows. Dying before the mark leaves "sending", so the blobs come
         back in doubt (announced) rather than untracked.
         """
-        record = {
+        record: TrackingRecord = {
             "version": 1,
             "database": chunk.database,
             "table": chunk.table,
@@ -490,33 +479,30 @@ class _Drain:
                 del blob["pending"]
             text = schemas.dump(schemas.TRACKING_RECORD, record)
         self._services.tracking_queue.send_message(text)
-        self.mark(ACCEPTED, chunk)
+        self.mark(ACCEPTED, chunk, operation_id)
         self._delete_all(chunk, lambda: self._tracked(chunk, operation_id))
 
     def _tracked(self, chunk: Chunk[PendingItem], operation_id: str) -> None:
         """A tracked chunk's messages are deleted: count it."""
-        self._count("operations", 1)
-        self._count("submitted", len(chunk.items))
-        self._count("duplicates", len(chunk.duplicates))
+        self._count(DrainReport(operations=1, submitted=len(chunk.items), duplicates=len(chunk.duplicates)))
         logger.info("submitted %d blobs to %s.%s as operation %s", len(chunk.items), chunk.database, chunk.table, operation_id)
 
     def _reject(self, chunk: Chunk[PendingItem], error: KustoError) -> None:
         for item in chunk.items:
             notification = failure_notification(
-                error_code=error.code or "Submission_Rejected",
+                error_code=error.code or error_codes.SUBMISSION_REJECTED,
                 details=f"Kusto rejected the ingestion request: {error}",
                 origin=ORIGIN,
                 failure_status=PERMANENT,
                 root_activity_id=error.activity_id,
                 **pending_blob_fields(item.pending),
             )
-            self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+            send_failure(self._services.failures_queue, notification)
         self._delete_all(chunk, lambda: self._rejected(chunk, error))
 
     def _rejected(self, chunk: Chunk[PendingItem], error: KustoError) -> None:
         """A rejected chunk's messages are deleted: count it."""
-        self._count("rejected", len(chunk.items))
-        self._count("duplicates", len(chunk.duplicates))
+        self._count(DrainReport(rejected=len(chunk.items), duplicates=len(chunk.duplicates)))
         logger.error("Kusto rejected %d blobs for %s.%s: %s", len(chunk.items), chunk.database, chunk.table, error)
 
     def _defer(self, chunk: Chunk[PendingItem], delay: float | None, *, alone: bool = False) -> None:
@@ -545,15 +531,15 @@ class _Drain:
         """A fresh copy, visible after `visibility` seconds, then the delete: a deferral starts again at dequeue count 0."""
         self._services.pending_queue.send_message(text, visibility_timeout=visibility)
         self._delete(message)
-        self._count("deferred", 1)
+        self._count(DrainReport(deferred=1))
 
     def _too_old(self, item: PendingItem) -> bool:
-        recorded = datetime.fromisoformat(item.pending["recordedAt"].replace("Z", "+00:00"))
+        recorded = parse_time(item.pending["recordedAt"])
         return (datetime.now(UTC) - recorded).total_seconds() > self._settings.pending_max_age_seconds
 
     def _time_out(self, item: PendingItem) -> None:
         notification = failure_notification(
-            error_code=TIMED_OUT,
+            error_code=error_codes.SUBMISSION_TIMED_OUT,
             details=(
                 f"blob could not be submitted within PENDING_MAX_AGE_SECONDS={self._settings.pending_max_age_seconds} of "
                 "being recorded: Kusto kept answering 'try later' (see the warnings of the submission timer). "
@@ -563,9 +549,9 @@ class _Drain:
             failure_status=EXHAUSTED,
             **pending_blob_fields(item.pending),
         )
-        self._services.failures_queue.send_message(schemas.dump(schemas.FAILURE_NOTIFICATION, notification))
+        send_failure(self._services.failures_queue, notification)
         self._delete(item.message)
-        self._count("timed_out", 1)
+        self._count(DrainReport(timed_out=1))
 
     def _delete_all(self, chunk: Chunk[PendingItem], settled: Callable[[], None]) -> None:
         """Hand a settled chunk's messages to a delete thread, which deletes them one after another, then calls
@@ -598,7 +584,7 @@ class _Drain:
         except Exception:
             # As `_settle`: whatever was not deleted reappears, and the ledger drops what Kusto already has.
             logger.exception("chunk for %s.%s left in the queue after an unexpected error", chunk.database, chunk.table)
-            self._count("deferred", len(messages))
+            self._count(DrainReport(deferred=len(messages)))
 
     def _delete(self, message: QueueMessage) -> None:
         try:
@@ -607,6 +593,6 @@ class _Drain:
             # Its visibility ran out and another run holds it now: that run settles it again (a duplicate, not a loss).
             logger.warning("pending message %s could not be deleted: already taken by another run", message.id)
 
-    def _count(self, name: str, amount: int) -> None:
+    def _count(self, counts: DrainReport) -> None:
         with self._lock:
-            setattr(self.report, name, getattr(self.report, name) + amount)
+            self.report.add(counts)

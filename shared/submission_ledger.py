@@ -7,18 +7,24 @@ after its request reached Kusto: the chunk's pending messages come back although
 Kusto's REST API has no idempotency key (its only deduplication, `ingest-by:` tags, seals every tagged
 request as its own batch), so the drain keeps its own record and checks it before it submits.
 
-Records: three per submission at most, each 24 bytes (state, time in ms, key):
+Records: three per submission at most, each 25 bytes plus the operation id (state, time in ms, key, id):
 * `S` sending, appended BEFORE each try of the request goes out (retries included);
 * `N` not accepted, appended when Kusto's answer to a try says it did not take it (429, 5xx, 4xx), so a
   worker that dies while the pipeline waits out a Retry-After leaves no doubt behind;
-* `A` accepted, appended once Kusto answered with an operation id and the tracking record is written.
+* `A` accepted, appended once Kusto answered with an operation id and the tracking record is written; it
+  carries that operation id (up to 255 bytes; Kusto's ids are opaque), so an operator asking where a blob is
+  (`python -m shared.ops status`) learns which operation to ask Kusto about.
 A key is the blob's `sourceId` (uuid5 of URL and ETag, so an overwritten blob is a new version), or for a
 deliberate resubmission after a failed ingestion uuid5(sourceId, "attempt-N"), never taken for the first.
 The drain reads a key's latest record: `A` means a repeat (dropped), `S` means a worker is sending it or
 died while sending it (its outcome is unknown once the sender's lease has passed), none or `N` means submit.
 
-Layout: append blobs `submitted/<UTC yyyyMMddHHmm>` in STATE_CONTAINER, one per 5-minute slot. An append
-block holds whole records and is atomic, so a reader never sees half of one.
+Layout: append blobs `ledger/<UTC yyyyMMddHHmm>` in STATE_CONTAINER, one per 5-minute slot. An append
+block holds whole records and is atomic, so a reader never sees half of one. The drain reads the last
+DUPLICATE_WINDOW_SECONDS; slots are kept for `Settings.state_retention_seconds`, which covers the
+reconciliation look-back too, since the ledger is also the durable answer to "was this blob version ever
+recorded?" (`shared.reconcile`). Slots of the first format (`submitted/`, 24-byte records without an
+operation id) are no longer read; housekeeping deletes them once expired.
 
 Cost: appends are group commits: records that are ready while an append is under way share the next one,
 so a drain's concurrent chunks share their `S` and `A` appends. A drain that receives messages lists the
@@ -41,9 +47,11 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
-PREFIX = "submitted/"
+PREFIX = "ledger/"
+FIRST_FORMAT_PREFIX = "submitted/"
 SLOT_SECONDS = 300
-RECORD_BYTES = 24  # state (1) + milliseconds since the epoch (7) + key (16)
+HEAD_BYTES = 25  # state (1) + milliseconds since the epoch (7) + key (16) + length of the operation id (1)
+MAX_OPERATION_ID_BYTES = 255
 _SLOT_FORMAT = "%Y%m%d%H%M"
 GROUP_COMMIT_LINGER_SECONDS = 0.003
 
@@ -73,10 +81,12 @@ def slot_name(start: int) -> str:
     return PREFIX + datetime.fromtimestamp(start, UTC).strftime(_SLOT_FORMAT)
 
 
-def slot_of_name(name: str) -> int | None:
+def slot_of_name(name: str, prefix: str = PREFIX) -> int | None:
     """The slot start a blob name stands for, or None for a name the ledger did not write."""
+    if not name.startswith(prefix):
+        return None
     try:
-        return int(datetime.strptime(name.removeprefix(PREFIX), _SLOT_FORMAT).replace(tzinfo=UTC).timestamp())
+        return int(datetime.strptime(name.removeprefix(prefix), _SLOT_FORMAT).replace(tzinfo=UTC).timestamp())
     except ValueError:
         return None
 
@@ -115,17 +125,41 @@ class Entry:
         return cls(_CODE_STATES[value & 3], value >> 2)
 
 
-def encode(state: str, millis: int, key: bytes) -> bytes:
-    return state.encode("ascii") + millis.to_bytes(7, "big") + key
+def encode(state: str, millis: int, key: bytes, operation_id: str = "") -> bytes:
+    """One record; an operation id too long to keep (or not ASCII) is left out, never cut."""
+    operation = operation_id.encode("ascii", errors="replace")
+    if len(operation) > MAX_OPERATION_ID_BYTES or not operation_id.isascii():
+        operation = b""
+    return state.encode("ascii") + millis.to_bytes(7, "big") + key + bytes([len(operation)]) + operation
 
 
-def decode(data: bytes) -> Iterable[tuple[bytes, Entry]]:
-    """The records in `data` (whole records only); a record of an unknown state is skipped."""
-    for index in range(0, len(data) - len(data) % RECORD_BYTES, RECORD_BYTES):
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One decoded record: the key, its entry, and the operation id an `A` record carries ("" otherwise)."""
+
+    key: bytes
+    entry: Entry
+    operation_id: str
+
+
+def decode(data: bytes) -> tuple[list[Record], int]:
+    """The whole records at the start of `data` and how many bytes they take; a record of an unknown state is skipped.
+
+    A record still being appended when `data` was read is left for the next read (the count stops before it).
+    """
+    records: list[Record] = []
+    index = 0
+    while index + HEAD_BYTES <= len(data):
+        end = index + HEAD_BYTES + data[index + HEAD_BYTES - 1]
+        if end > len(data):
+            break
         state = chr(data[index])
         if state in _STATE_CODES:
             entry = Entry(state, int.from_bytes(data[index + 1 : index + 8], "big"))
-            yield data[index + 8 : index + RECORD_BYTES], entry
+            operation = data[index + HEAD_BYTES : end].decode("ascii", errors="replace")
+            records.append(Record(data[index + 8 : index + 24], entry, operation))
+        index = end
+    return records, index
 
 
 @dataclass
@@ -201,14 +235,14 @@ class SubmissionLedger:
                 del self._slots[start]
                 self._read_to.pop(start, None)
 
-    def record(self, state: str, keys: Iterable[bytes]) -> None:
-        """Append one record per key; returns once they are stored, raises AzureError when storage refuses.
+    def record(self, state: str, keys: Iterable[bytes], operation_id: str = "") -> None:
+        """Append one record per key (an `A` record names its operation); returns once stored, raises AzureError.
 
         Group commit: records that arrive while an append is under way wait and share the next one, so the
         concurrent chunks of a drain cost one request between them instead of one each.
         """
         millis = int(self._clock() * 1000)
-        records = [encode(state, millis, key) for key in keys]
+        records = [encode(state, millis, key, operation_id) for key in keys]
         if not records:
             return
         with self._lock:
@@ -253,7 +287,7 @@ class SubmissionLedger:
         except ResourceNotFoundError:  # deleted since (a container recreated by hand): create it again
             self._create_slot(start)
             result = blob.append_block(data)
-        offset = int(result["blob_append_offset"])
+        offset = int(str(result["blob_append_offset"]))
         with self._lock:
             self._existing.add(start)
             self._apply(start, data)
@@ -264,28 +298,55 @@ class SubmissionLedger:
     def _apply(self, start: int, data: bytes) -> None:
         """Merge records into the slot's entries (the caller holds the lock)."""
         entries = self._slots.setdefault(start, {})
-        for key, entry in decode(data):
-            current = entries.get(key)
-            if entry.supersedes(None if current is None else Entry.unpack(current)):
-                entries[key] = entry.packed()
+        records, _ = decode(data)
+        for record in records:
+            current = entries.get(record.key)
+            if record.entry.supersedes(None if current is None else Entry.unpack(current)):
+                entries[record.key] = record.entry.packed()
 
-    def forget_expired(self) -> int:
-        """Delete the slot blobs that left the window (housekeeping); returns how many were deleted."""
-        oldest = slot_start(self._clock() - self._window)
+    def forget_expired(self, keep_seconds: int) -> int:
+        """Delete the slot blobs older than `keep_seconds`, of either format (housekeeping); returns how many went."""
+        oldest = slot_start(self._clock() - keep_seconds)
         deleted = 0
-        try:
-            names = [blob.name for blob in self._container.list_blobs(name_starts_with=PREFIX)]
-        except ResourceNotFoundError:
-            return 0
-        for name in names:
-            start = slot_of_name(name)
-            if start is not None and start < oldest:
-                try:
-                    self._container.delete_blob(name)
-                except ResourceNotFoundError:
-                    continue
-                deleted += 1
+        for prefix in (PREFIX, FIRST_FORMAT_PREFIX):
+            try:
+                names = [blob.name for blob in self._container.list_blobs(name_starts_with=prefix)]
+            except ResourceNotFoundError:
+                return 0
+            for name in names:
+                start = slot_of_name(name, prefix)
+                if start is not None and start < oldest:
+                    try:
+                        self._container.delete_blob(name)
+                    except ResourceNotFoundError:
+                        continue
+                    deleted += 1
         return deleted
+
+    def history(self, key: bytes, since: float) -> list[Record]:
+        """Every record of `key` in the slots from `since` (epoch seconds) on, oldest first; raises AzureError.
+
+        For an operator's question about one blob (`shared.ops.status`): it reads each slot whole, unlike the
+        drain's incremental `refresh`, and keeps nothing.
+        """
+        oldest = slot_start(since)
+        try:
+            names = sorted(
+                blob.name
+                for blob in self._container.list_blobs(name_starts_with=PREFIX)
+                if (start := slot_of_name(blob.name)) is not None and start >= oldest
+            )
+        except ResourceNotFoundError:
+            return []
+        found: list[Record] = []
+        for name in names:
+            try:
+                data = self._container.get_blob_client(name).download_blob().readall()
+            except ResourceNotFoundError:
+                continue
+            records, _ = decode(data)
+            found.extend(record for record in records if record.key == key)
+        return sorted(found, key=lambda record: record.entry.millis)
 
     def _create_slot(self, start: int) -> None:
         blob = self._container.get_blob_client(slot_name(start))
@@ -310,6 +371,7 @@ class SubmissionLedger:
             if error.status_code == 416:  # nothing appended since the last read
                 return
             raise
+        _, whole = decode(data)
         with self._lock:
-            self._apply(start, data)  # whole records only: one still being appended is read next time
-            self._read_to[start] = offset + len(data) - len(data) % RECORD_BYTES
+            self._apply(start, data[:whole])  # whole records only: one still being appended is read next time
+            self._read_to[start] = offset + whole

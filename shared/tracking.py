@@ -32,42 +32,50 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from azure.storage.queue import QueueClient, QueueMessage
 
-from shared import schemas
+from shared import error_codes, schemas
 from shared.kusto_errors import KustoError, PermanentKustoError, TransientKustoError
 from shared.kusto_rest import BlobOutcome, OperationStatus
-from shared.notifications import UNKNOWN, failure_notification, tracked_blob_fields
-from shared.outcomes import RESUBMITTED, IngestionFailure, send_failure, settle_failure, settle_success
+from shared.messages import FailureNotification, TrackedBlob, TrackingRecord, read_tracking_record
+from shared.notifications import UNKNOWN, failure_notification, send_failure, tracked_blob_fields
+from shared.outcomes import RESUBMITTED, IngestionFailure, settle_failure, settle_success
 from shared.queue_relay import relay_failures
 from shared.redaction import redact
-from shared.sibling_queues import sibling_queue
 from shared.staging_area import RefusedMessageError
-from shared.storage import decode_message, readable_text
+from shared.storage import decode_message, readable_text, receive_pages
+from shared.tally import Tally
+from shared.times import parse_time
 
 if TYPE_CHECKING:
     from shared.services import Services
 
 logger = logging.getLogger(__name__)
 
-MALFORMED_RECORD = "Tracking_MalformedRecord"
-REFUSED_RECORD = "Tracking_Refused"
-TIMED_OUT = "Tracking_TimedOut"
-STATUS_FAILED = "Tracking_StatusFailed"
 NOT_FOUND_GRACE_SECONDS = 600
 """A status asked for this soon after submission may not exist yet (404): that is not a failure."""
 LEASE_SECONDS = 120
 """How long a received page stays hidden while it is polled; a crashed run's messages come back after it."""
-PAGE_SIZE = 32
 QUEUE_OPERATION_PREFIX = "queue;"
 _PAYLOAD_EXCERPT = 2000
 
 
+class BlobEnd(StrEnum):
+    """How a tracked blob's tracking ended: the keys of `TrackingReport.blobs`."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    RESUBMITTED = "resubmitted"
+    TIMED_OUT = "timedOut"
+    RELAYED = "relayed"
+
+
 @dataclass
-class TrackingReport:
-    """What one tracker run did (also the run's summary log line)."""
+class TrackingReport(Tally):
+    """What one tracker run did (also the run's summary log line); each message's part is added to the run's."""
 
     received: int = 0
     finished: int = 0
@@ -78,7 +86,7 @@ class TrackingReport:
     refused: int = 0
     relayed: int = 0
     errors: int = 0
-    blobs: Counter[str] = field(default_factory=Counter)
+    blobs: Counter[BlobEnd] = field(default_factory=Counter)
 
 
 class _Throttle:
@@ -91,16 +99,6 @@ class _Throttle:
     def hit(self, seconds: float) -> None:
         with self._lock:
             self.seconds = max(self.seconds or 0.0, seconds)
-
-
-@dataclass
-class _Result:
-    kind: str
-    blobs: Counter[str] = field(default_factory=Counter)
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def track_outcomes(services: Services) -> TrackingReport:
@@ -118,21 +116,16 @@ def track_outcomes(services: Services) -> TrackingReport:
 def poll_operations(services: Services) -> TrackingReport:
     """Timer body: poll up to TRACKING_MAX_PER_RUN due operations once each; see the module docstring."""
     settings = services.settings
-    queue = tracking_queue_reader(services)
+    queue = services.tracking_reader
     report = TrackingReport()
     throttle = _Throttle()
     with ThreadPoolExecutor(max_workers=settings.submit_concurrency, thread_name_prefix="track") as pool:
-        while report.received < settings.tracking_max_per_run and throttle.seconds is None:
-            wanted = min(PAGE_SIZE, settings.tracking_max_per_run - report.received)
-            page = list(queue.receive_messages(messages_per_page=wanted, max_messages=wanted, visibility_timeout=LEASE_SECONDS))
-            if not page:
-                break
+        for page in receive_pages(queue, limit=settings.tracking_max_per_run, visibility_timeout=LEASE_SECONDS):
             report.received += len(page)
             for result in pool.map(lambda message: _track_safely(services, queue, message, throttle), page):
-                setattr(report, result.kind, getattr(report, result.kind) + 1)
-                report.blobs.update(result.blobs)
-            if len(page) < wanted:
-                break  # no more records were due: asking again would return an empty page
+                report.add(result)
+            if throttle.seconds is not None:
+                break  # Kusto said 429: the rest waits for the next run
     if report.received:
         logger.info(
             "tracker run: %d received, %d finished, %d rescheduled, %d throttled, %d timed out, %d malformed, %d refused, "
@@ -145,29 +138,24 @@ def poll_operations(services: Services) -> TrackingReport:
             report.malformed,
             report.refused,
             report.errors,
-            dict(report.blobs),
+            {end.value: count for end, count in report.blobs.items()},
         )
     return report
 
 
-def tracking_queue_reader(services: Services) -> QueueClient:
-    """The tracking queue read raw: a message that is not base64 must alert, not break the page."""
-    return sibling_queue(services.tracking_queue, services.settings.tracking_queue)
-
-
-def _track_safely(services: Services, queue: QueueClient, message: QueueMessage, throttle: _Throttle) -> _Result:
+def _track_safely(services: Services, queue: QueueClient, message: QueueMessage, throttle: _Throttle) -> TrackingReport:
     try:
         return _track(services, queue, message, throttle)
     except Exception as error:
         # Storage or Kusto failed mid-way: the message reappears after its lease and the next run redoes it.
         logger.error("tracking message %s not settled, retried after %d s: %s", message.id, LEASE_SECONDS, redact(str(error)))
-        return _Result("errors")
+        return TrackingReport(errors=1)
 
 
-def _track(services: Services, queue: QueueClient, message: QueueMessage, throttle: _Throttle) -> _Result:
+def _track(services: Services, queue: QueueClient, message: QueueMessage, throttle: _Throttle) -> TrackingReport:
     settings = services.settings
     try:
-        record = schemas.parse(schemas.TRACKING_RECORD, decode_message(message.content))
+        record = read_tracking_record(decode_message(message.content))
     except ValueError as error:
         return _malformed(services, queue, message, str(error))
     try:
@@ -178,8 +166,8 @@ def _track(services: Services, queue: QueueClient, message: QueueMessage, thrott
         return _hand_to_relay(queue, message, record)
     if throttle.seconds is not None:
         _reschedule(queue, message, record, throttle.seconds, record.get("lastError", ""))
-        return _Result("throttled")
-    age = (datetime.now(UTC) - _parse_time(record["submittedAt"])).total_seconds()
+        return TrackingReport(throttled=1)
+    age = (datetime.now(UTC) - parse_time(record["submittedAt"])).total_seconds()
     try:
         status = services.kusto.get_status(
             record["database"],
@@ -194,7 +182,7 @@ def _track(services: Services, queue: QueueClient, message: QueueMessage, thrott
             throttle.hit(delay)
             _reschedule(queue, message, record, delay, str(error))
             logger.warning("status endpoint throttled; tracking paused for %.0f s", delay)
-            return _Result("throttled")
+            return TrackingReport(throttled=1)
         logger.warning("status of operation %s not read, asking again later: %s", record["operationId"], error)
         return _later(services, queue, message, record, age, str(error))
     except PermanentKustoError as error:
@@ -207,12 +195,12 @@ def _track(services: Services, queue: QueueClient, message: QueueMessage, thrott
     return _later(services, queue, message, record, age, "", outcomes)
 
 
-def _queue_mode(record: Mapping[str, Any]) -> bool:
+def _queue_mode(record: TrackingRecord) -> bool:
     """Records of queue mode carry a synthetic `queue;<uuid>` operation id that no status endpoint knows."""
     return record.get("mode") == "queue" or record["operationId"].startswith(QUEUE_OPERATION_PREFIX)
 
 
-def _hand_to_relay(queue: QueueClient, message: QueueMessage, record: Mapping[str, Any]) -> _Result:
+def _hand_to_relay(queue: QueueClient, message: QueueMessage, record: TrackingRecord) -> TrackingReport:
     """Queue mode: Kusto reports failures on its own failure queue, which `shared.queue_relay` forwards; nothing to poll."""
     logger.info(
         "operation %s on %s.%s was submitted through queues: its failures arrive through the relay, not the status endpoint",
@@ -221,10 +209,10 @@ def _hand_to_relay(queue: QueueClient, message: QueueMessage, record: Mapping[st
         record["table"],
     )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
-    return _Result("relayed", Counter(relayed=len(record["blobs"])))
+    return TrackingReport(relayed=1, blobs=Counter({BlobEnd.RELAYED: len(record["blobs"])}))
 
 
-def _outcomes_by_source(record: Mapping[str, Any], status: OperationStatus) -> dict[str, BlobOutcome | None]:
+def _outcomes_by_source(record: TrackingRecord, status: OperationStatus) -> dict[str, BlobOutcome | None]:
     """Each recorded blob's outcome; when Kusto gives counts but no details, all-succeeded is still recognised."""
     by_id = {outcome.source_id.lower(): outcome for outcome in status.blobs}
     blobs = record["blobs"]
@@ -233,14 +221,14 @@ def _outcomes_by_source(record: Mapping[str, Any], status: OperationStatus) -> d
     return {blob["sourceId"]: by_id.get(blob["sourceId"].lower()) for blob in blobs}
 
 
-def _next_delay(services: Services, record: Mapping[str, Any], age: float) -> float:
+def _next_delay(services: Services, record: TrackingRecord, age: float) -> float:
     """Exponential back-off from the number of polls, never past the horizon (so a time-out is seen on time)."""
     settings = services.settings
     delay = min(settings.tracking_poll_max_seconds, settings.tracking_poll_initial_seconds * 2 ** min(record.get("polls", 0), 20))
     return max(1.0, min(delay, settings.tracking_horizon_seconds - age))
 
 
-def _reschedule(queue: QueueClient, message: QueueMessage, record: Mapping[str, Any], delay: float, last_error: str) -> None:
+def _reschedule(queue: QueueClient, message: QueueMessage, record: TrackingRecord, delay: float, last_error: str) -> None:
     updated = {**record, "polls": record.get("polls", 0) + 1}
     if last_error:
         updated["lastError"] = redact(last_error)[:1024]
@@ -256,33 +244,33 @@ def _later(
     services: Services,
     queue: QueueClient,
     message: QueueMessage,
-    record: Mapping[str, Any],
+    record: TrackingRecord,
     age: float,
     last_error: str,
     outcomes: Mapping[str, BlobOutcome | None] | None = None,
-) -> _Result:
+) -> TrackingReport:
     """Not settled yet: hide the message for the next back-off delay, or, past the horizon, settle what is known."""
     if age >= services.settings.tracking_horizon_seconds:
         return _finish(services, queue, message, record, outcomes or {}, age)
     _reschedule(queue, message, record, _next_delay(services, record, age), last_error)
-    return _Result("rescheduled")
+    return TrackingReport(rescheduled=1)
 
 
 def _finish(
     services: Services,
     queue: QueueClient,
     message: QueueMessage,
-    record: Mapping[str, Any],
+    record: TrackingRecord,
     outcomes: Mapping[str, BlobOutcome | None],
     age: float,
-) -> _Result:
+) -> TrackingReport:
     """Settle every blob (success, failure, or time-out), log the operation's summary, then delete the message."""
-    counts: Counter[str] = Counter()
+    counts: Counter[BlobEnd] = Counter()
     for blob in record["blobs"]:
         outcome = outcomes.get(blob["sourceId"])
         if outcome is not None and outcome.status == "Succeeded":
             settle_success(services, blob)
-            counts["succeeded"] += 1
+            counts[BlobEnd.SUCCEEDED] += 1
         elif outcome is not None and outcome.finished:
             failure = IngestionFailure(
                 error_code=outcome.error_code or "Unknown",
@@ -290,10 +278,10 @@ def _finish(
                 details=outcome.details or f"Kusto reported the blob as {outcome.status} without details",
             )
             action = settle_failure(services, record, blob, failure)
-            counts["resubmitted" if action == RESUBMITTED else "failed"] += 1
+            counts[BlobEnd.RESUBMITTED if action == RESUBMITTED else BlobEnd.FAILED] += 1
         else:
-            send_failure(services, _timed_out_notification(services, record, blob, outcome))
-            counts["timedOut"] += 1
+            send_failure(services.failures_queue, _timed_out_notification(services, record, blob, outcome))
+            counts[BlobEnd.TIMED_OUT] += 1
     operation = record["operationId"]
     logger.info(
         "operation %s on %s.%s finished after %.0f s: %d succeeded, %d failed, %d resubmitted, %d timed out",
@@ -301,30 +289,32 @@ def _finish(
         record["database"],
         record["table"],
         age,
-        counts["succeeded"],
-        counts["failed"],
-        counts["resubmitted"],
-        counts["timedOut"],
+        counts[BlobEnd.SUCCEEDED],
+        counts[BlobEnd.FAILED],
+        counts[BlobEnd.RESUBMITTED],
+        counts[BlobEnd.TIMED_OUT],
         extra={
             "custom_dimensions": {
                 "database": record["database"],
                 "table": record["table"],
                 "operationId": operation,
-                "blobsSucceeded": counts["succeeded"],
-                "blobsFailed": counts["failed"] + counts["timedOut"],
-                "blobsResubmitted": counts["resubmitted"],
+                "blobsSucceeded": counts[BlobEnd.SUCCEEDED],
+                "blobsFailed": counts[BlobEnd.FAILED] + counts[BlobEnd.TIMED_OUT],
+                "blobsResubmitted": counts[BlobEnd.RESUBMITTED],
                 "durationSeconds": round(age, 1),
                 "polls": record.get("polls", 0) + 1,
             }
         },
     )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
-    return _Result("timed_out" if counts["timedOut"] else "finished", counts)
+    if counts[BlobEnd.TIMED_OUT]:
+        return TrackingReport(timed_out=1, blobs=counts)
+    return TrackingReport(finished=1, blobs=counts)
 
 
 def _timed_out_notification(
-    services: Services, record: Mapping[str, Any], blob: Mapping[str, Any], outcome: BlobOutcome | None
-) -> dict[str, Any]:
+    services: Services, record: TrackingRecord, blob: TrackedBlob, outcome: BlobOutcome | None
+) -> FailureNotification:
     hours = services.settings.tracking_horizon_seconds / 3600
     state = outcome.status if outcome is not None else "not listed by Kusto"
     details = (
@@ -334,7 +324,7 @@ def _timed_out_notification(
     if record.get("lastError"):
         details += f" Last status error: {record['lastError']}"
     return failure_notification(
-        error_code=TIMED_OUT,
+        error_code=error_codes.TRACKING_TIMED_OUT,
         details=details,
         origin="tracking",
         **tracked_blob_fields(record, blob),
@@ -343,14 +333,14 @@ def _timed_out_notification(
 
 
 def _status_failed(
-    services: Services, queue: QueueClient, message: QueueMessage, record: Mapping[str, Any], error: KustoError
-) -> _Result:
+    services: Services, queue: QueueClient, message: QueueMessage, record: TrackingRecord, error: KustoError
+) -> TrackingReport:
     """Kusto refuses to give this operation's status for good: every blob's outcome is unknown, say so."""
     for blob in record["blobs"]:
         send_failure(
-            services,
+            services.failures_queue,
             failure_notification(
-                error_code=STATUS_FAILED,
+                error_code=error_codes.TRACKING_STATUS_FAILED,
                 details=f"the status of the operation cannot be read ({error}); the blob's outcome is unknown",
                 origin="tracking",
                 **tracked_blob_fields(record, blob),
@@ -359,15 +349,15 @@ def _status_failed(
             ),
         )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
-    return _Result("finished", Counter(failed=len(record["blobs"])))
+    return TrackingReport(finished=1, blobs=Counter({BlobEnd.FAILED: len(record["blobs"])}))
 
 
-def _refused(services: Services, queue: QueueClient, message: QueueMessage, error: RefusedMessageError) -> _Result:
+def _refused(services: Services, queue: QueueClient, message: QueueMessage, error: RefusedMessageError) -> TrackingReport:
     """A well-formed record naming a blob outside staging or a target the app may not write: alert, act on nothing."""
     send_failure(
-        services,
+        services.failures_queue,
         failure_notification(
-            error_code=REFUSED_RECORD,
+            error_code=error_codes.TRACKING_REFUSED,
             details=f"message {message.id} on {services.settings.tracking_queue} was refused and removed, nothing was "
             f"polled, deleted or moved for it: {error}. Only the app writes this queue; whoever wrote this message can "
             "write to the storage account's queues: check who holds Storage Queue Data Contributor on it.",
@@ -377,16 +367,16 @@ def _refused(services: Services, queue: QueueClient, message: QueueMessage, erro
     )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
     logger.error("tracking message %s refused: %s", message.id, error)
-    return _Result("refused")
+    return TrackingReport(refused=1)
 
 
-def _malformed(services: Services, queue: QueueClient, message: QueueMessage, problem: str) -> _Result:
+def _malformed(services: Services, queue: QueueClient, message: QueueMessage, problem: str) -> TrackingReport:
     """A message that is not a tracking record: alert with what can be read of it, then delete it."""
     text = readable_text(message.content)
     send_failure(
-        services,
+        services.failures_queue,
         failure_notification(
-            error_code=MALFORMED_RECORD,
+            error_code=error_codes.TRACKING_MALFORMED_RECORD,
             details=f"message {message.id} on {services.settings.tracking_queue} is not a tracking record: {problem}. "
             f"Payload: {text[:_PAYLOAD_EXCERPT]}",
             origin="tracking",
@@ -395,4 +385,4 @@ def _malformed(services: Services, queue: QueueClient, message: QueueMessage, pr
     )
     queue.delete_message(message, pop_receipt=message.pop_receipt)
     logger.error("tracking message %s is malformed and was replaced by a failure notification: %s", message.id, redact(problem))
-    return _Result("malformed")
+    return TrackingReport(malformed=1)

@@ -11,6 +11,9 @@ every later request there; the CA bundle is read once at construction. Proxies a
 behave as before. The one lookup dropped is requests' `.netrc` one: every storage and Kusto request carries
 its own Authorization header, which a netrc entry would only have replaced, and an alert webhook's URL
 carries its own key.
+
+Clients of one storage account share one transport (`SharedTransport`), as the storage SDK's own
+`get_queue_client` children do: one connection pool per host, sized for the drain's threads (`POOL_SIZE`).
 """
 
 from __future__ import annotations
@@ -19,13 +22,18 @@ import os
 from typing import Any
 from urllib.parse import urlsplit
 
-from azure.core.pipeline.transport import RequestsTransport
+import requests
+from azure.core.pipeline.transport import HttpTransport, RequestsTransport
 from requests.utils import get_environ_proxies
 
 STORAGE_CONNECTION_TIMEOUT = 20
 STORAGE_READ_TIMEOUT = 60
 STORAGE_DATA_BLOCK_SIZE = 256 * 1024
 """What azure-storage-blob/-queue give the transport they build themselves (their `_shared/constants.py`)."""
+POOL_SIZE = 32
+"""Connections kept open per host: the clients of one account share a transport, and a drain sends from two pools
+of SUBMIT_CONCURRENCY threads (at most 64) at once; requests' own 10 would open and drop a connection per request
+beyond them."""
 
 
 class EnvironmentOnceTransport(RequestsTransport):
@@ -49,7 +57,12 @@ class EnvironmentOnceTransport(RequestsTransport):
             proxies = self._proxies_by_origin[origin] = get_environ_proxies(origin)
         return proxies
 
-    def send(self, request: Any, *, proxies: dict[str, str] | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def _init_session(self, session: requests.Session) -> None:
+        super()._init_session(session)
+        for adapter in {id(adapter): adapter for adapter in session.adapters.values()}.values():
+            adapter.init_poolmanager(POOL_SIZE, POOL_SIZE)  # type: ignore[attr-defined]
+
+    def send(self, request: Any, *, proxies: dict[str, str] | None = None, **kwargs: Any) -> Any:
         # As requests does with trust_env: proxies given for the request win, the environment fills in the rest.
         merged = {**self.proxies_for(request.url), **(proxies or {})}
         return super().send(request, proxies=merged or None, **kwargs)
@@ -62,3 +75,30 @@ def storage_transport() -> EnvironmentOnceTransport:
         read_timeout=STORAGE_READ_TIMEOUT,
         connection_data_block_size=STORAGE_DATA_BLOCK_SIZE,
     )
+
+
+class SharedTransport(HttpTransport):
+    """A transport several clients send through, which none of them can close: the owner keeps it for the process.
+
+    A client closes its transport when it is closed or leaves a `with` block; one client of an account must not
+    close the connection pool of all the others.
+    """
+
+    def __init__(self, transport: HttpTransport) -> None:
+        self._transport = transport
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        return self._transport.send(request, **kwargs)
+
+    def open(self) -> None:
+        self._transport.open()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SharedTransport:
+        self._transport.open()
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        pass

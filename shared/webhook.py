@@ -23,7 +23,6 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,7 +33,6 @@ from azure.core.pipeline.transport import HttpTransport
 from azure.core.rest import HttpRequest
 
 from shared.redaction import clean
-from shared.settings import Settings
 from shared.transport import EnvironmentOnceTransport
 from shared.url_checks import Resolver, resolved_address_problem, system_resolver
 
@@ -202,7 +200,7 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class WebhookSink:
-    """Posts alerts to one webhook URL in one format, optionally signed."""
+    """Posts alerts to one webhook URL in one format, optionally signed; the worker builds one (`shared.services`)."""
 
     def __init__(
         self,
@@ -249,14 +247,3 @@ class WebhookSink:
         if not 200 <= response.status_code < 300:
             raise WebhookError(f"webhook at {self.host} answered HTTP {response.status_code} after {RETRY_TOTAL} retries")
         logger.info("alert sent to webhook at %s: %s", self.host, alert.title)
-
-
-@cache
-def webhook_sink(url: str, payload_format: str, secret: str) -> WebhookSink | None:
-    """One sink per worker process for the configured webhook (None when no URL is set)."""
-    return WebhookSink(url, payload_format, secret) if url else None
-
-
-def configured_sink(settings: Settings) -> WebhookSink | None:
-    """The sink the settings ask for, created once per worker."""
-    return webhook_sink(settings.alert_webhook_url, settings.alert_webhook_format, settings.alert_webhook_secret)

@@ -79,10 +79,17 @@ def test_the_drain_services_send_every_storage_and_kusto_request_through_its_del
 
     services = delayed_services(settings, storage_seconds=0.008, kusto_seconds=0.15)
 
-    storage = [*services.queues, services.blob_service]
-    delays = {client._pipeline._transport.seconds for client in storage}  # the transports they were built with
+    storage = [*services.queues, services.tracking_reader, services.blob_service]
+    delays = {delayed(client._pipeline._transport).seconds for client in storage}  # the transports they were built with
     assert delays == {0.008}
-    assert services.kusto._client._pipeline._transport.seconds == 0.15
+    assert delayed(services.kusto._pipeline._client._pipeline._transport).seconds == 0.15
+
+
+def delayed(transport: Any) -> DelayedTransport:
+    """The DelayedTransport under the wrappers that keep a shared transport open (`shared.transport.SharedTransport`)."""
+    while not isinstance(transport, DelayedTransport):
+        transport = transport._transport
+    return transport
 
 
 def test_the_bound_is_the_least_of_submit_threads_delete_threads_and_receiving() -> None:

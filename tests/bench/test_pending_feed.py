@@ -14,7 +14,7 @@ import pytest
 from bench.pending import fill_pending_queue, topped_up
 from devhost.processes import Azurite
 from shared.settings import StorageConnection
-from shared.storage import queue_client
+from shared.storage import storage_account
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.e2e
 def test_the_feeder_keeps_the_queue_under_its_depth_and_delivers_every_message(azurite: Azurite, unique_name: str) -> None:
     texts = [f"message {index}" for index in range(120)]
     depth = 20
-    queue = queue_client(StorageConnection(connection_string=azurite.connection_string), unique_name)
+    queue = storage_account(StorageConnection(connection_string=azurite.connection_string)).queue(unique_name)
     fill_pending_queue(azurite.connection_string, unique_name, texts[:depth])
     received: list[str] = []
     deepest = 0
@@ -51,4 +51,4 @@ def test_a_drain_that_ends_before_the_top_up_is_sent_is_an_error(azurite: Azurit
     ):
         pass
 
-    queue_client(StorageConnection(connection_string=azurite.connection_string), unique_name).delete_queue()
+    storage_account(StorageConnection(connection_string=azurite.connection_string)).queue(unique_name).delete_queue()

@@ -1,20 +1,24 @@
 """devhost/azurite_preload.js: Azurite's empty removals stop rebuilding its indices, its message queries apply their
 selective condition first, its expiry sweep searches an index, a receive's update keeps the indices instead of
-rebuilding them, and nothing else changes."""
+rebuilding them, and nothing else changes; it is loaded only when asked for (`fast_queue`), and refuses an Azurite
+release it was not written for."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.queue import QueueClient
 
-from devhost.processes import AZURITE_PRELOAD, ROOT, Azurite, start_azurite
+from devhost import processes
+from devhost.processes import AZURITE_PRELOAD, ROOT, Azurite, ServiceError, start_azurite
 
 # Put before every probe: `Loki`, the lokijs Azurite itself loads (the one the preload patches).
 LOKI = """
@@ -175,12 +179,60 @@ def test_the_expiry_sweep_searches_an_index_and_a_receive_updates_the_indices_in
         assert report["updated"] == ["m0", "m1", "m2"]
 
 
-def test_azurite_is_started_with_the_preload(azurite: Azurite) -> None:
-    assert azurite.process.args[1:3] == ["--require", str(AZURITE_PRELOAD)]
+@pytest.fixture(scope="module")
+def fast_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
+    """An Azurite with the preload, as the bench and the soak start it."""
+    location = tmp_path_factory.mktemp("fast-azurite")
+    service = start_azurite(location, log_path=location / "azurite.log", fast_queue=True)
+    yield service
+    service.stop()
 
 
-def test_expired_messages_still_expire_and_deletes_still_delete(azurite: Azurite, unique_name: str) -> None:
-    queue = QueueClient.from_connection_string(azurite.connection_string, unique_name)
+def test_only_an_azurite_that_asks_for_the_fast_queue_loads_the_preload(fast_azurite: Azurite, azurite: Azurite) -> None:
+    assert fast_azurite.process.args[1:3] == ["--require", str(AZURITE_PRELOAD)]
+    assert str(AZURITE_PRELOAD) not in azurite.process.args, "the tests' Azurite runs as published"
+
+
+@pytest.fixture
+def preload_beside_another_release(tmp_path: Path) -> Path:
+    """A copy of the preload beside an Azurite that says it is 3.36.0; lokijs is the real one, so every fix would apply."""
+    (tmp_path / "devhost").mkdir()
+    preload = tmp_path / "devhost" / AZURITE_PRELOAD.name
+    shutil.copy(AZURITE_PRELOAD, preload)
+    installed = tmp_path / "node_modules" / "azurite"
+    installed.mkdir(parents=True)
+    (installed / "package.json").write_text(json.dumps({"name": "azurite", "version": "3.36.0"}))
+    os.symlink(ROOT / "node_modules" / "lokijs", tmp_path / "node_modules" / "lokijs")
+    return preload
+
+
+def test_the_preload_refuses_an_azurite_release_it_was_not_written_for(preload_beside_another_release: Path) -> None:
+    node = shutil.which("node")
+    assert node, "node is on PATH (make installs Azurite with it)"
+
+    done = subprocess.run(
+        [node, "--require", str(preload_beside_another_release), "-e", "console.log('azurite would start')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode != 0 and "azurite would start" not in done.stdout
+    assert "written for Azurite 3.35.0" in done.stderr and "node_modules/azurite is 3.36.0" in done.stderr, done.stderr
+
+
+def test_an_azurite_whose_preload_refuses_does_not_start_and_the_error_says_why(
+    preload_beside_another_release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processes, "AZURITE_PRELOAD", preload_beside_another_release)
+
+    with pytest.raises(ServiceError, match=r"exited with code 1 .*written for Azurite 3\.35\.0"):
+        start_azurite(tmp_path / "azurite", log_path=tmp_path / "azurite.log", fast_queue=True)
+
+
+def test_expired_messages_still_expire_and_deletes_still_delete(fast_azurite: Azurite, unique_name: str) -> None:
+    queue = QueueClient.from_connection_string(fast_azurite.connection_string, unique_name)
     queue.create_queue()
     queue.send_message("short-lived", time_to_live=1)
     kept = [queue.send_message(f"kept-{n}") for n in range(3)]
@@ -193,8 +245,10 @@ def test_expired_messages_still_expire_and_deletes_still_delete(azurite: Azurite
     assert received == ["kept-0", "kept-2"]
 
 
-def test_received_messages_come_back_after_their_visibility_in_order_with_their_count(azurite: Azurite, unique_name: str) -> None:
-    queue = QueueClient.from_connection_string(azurite.connection_string, unique_name)
+def test_received_messages_come_back_after_their_visibility_in_order_with_their_count(
+    fast_azurite: Azurite, unique_name: str
+) -> None:
+    queue = QueueClient.from_connection_string(fast_azurite.connection_string, unique_name)
     queue.create_queue()
     for n in range(5):
         queue.send_message(f"m{n}")
@@ -215,7 +269,7 @@ def test_a_queue_saved_in_an_azurite_folder_works_after_a_restart(tmp_path: Path
     With the expiry index LokiJS saves expiry times as numbers; without the preload they are saved as text,
     and plain Azurite kept the expired message after the restart (checked when this test was written).
     """
-    first = start_azurite(tmp_path)
+    first = start_azurite(tmp_path, fast_queue=True)
     try:
         queue = QueueClient.from_connection_string(first.connection_string, "restarted")
         queue.create_queue()
@@ -223,7 +277,7 @@ def test_a_queue_saved_in_an_azurite_folder_works_after_a_restart(tmp_path: Path
         kept = [queue.send_message(f"kept-{n}") for n in range(3)]
     finally:
         first.stop()
-    second = start_azurite(tmp_path)
+    second = start_azurite(tmp_path, fast_queue=True)
     try:
         queue = QueueClient.from_connection_string(second.connection_string, "restarted")
         time.sleep(2.5)

@@ -23,8 +23,9 @@ from devhost.config import (
     EventGridOptions,
 )
 from devhost.host import LocalHost
-from tests.devhost.apps.recording_app import CONNECTION, Recorder, wait_until
+from tests.devhost.apps.recording_app import CONNECTION, Recorder
 from tests.devhost.conftest import HostFactory, Storage, peek_contents
+from tests.support.waiting import wait_for
 
 
 def receipts(storage: Storage, function: str) -> list[str]:
@@ -48,40 +49,40 @@ def test_new_blobs_fire_with_an_sdk_client_or_a_stream_and_leave_a_receipt(stora
     storage.container.upload_blob("streams/note.txt", b"hello")
     storage.container.upload_blob("streams/ignored.json", b"{}")
 
-    seen = wait_until(lambda: recorder.of("blob"))
+    seen = wait_for(lambda: recorder.of("blob"))
     assert isinstance(seen[0]["client"], BlobClient)
     assert (seen[0]["name"], seen[0]["etag"]) == ("in/data.csv", etag)
-    stream = wait_until(lambda: recorder.of("stream"))
+    stream = wait_for(lambda: recorder.of("stream"))
     assert stream == [{"name": f"{storage.container.container_name}/streams/note.txt", "data": b"hello", "function": "on_stream"}]
     expected = f"{etag.strip(chr(34))}/{storage.container.container_name}/in/data.csv"
-    assert wait_until(lambda: receipts(storage, "on_blob")) == [expected]
+    assert wait_for(lambda: receipts(storage, "on_blob")) == [expected]
 
 
 def test_the_receipt_is_written_only_after_the_function_returned(storage: Storage, start_host: HostFactory) -> None:
     recorder = Recorder(block=threading.Event())
     start_host(recorder)
     storage.container.upload_blob("in/slow.csv", b"x")
-    wait_until(lambda: recorder.of("blob"))
+    wait_for(lambda: recorder.of("blob"))
     assert receipts(storage, "on_blob") == []
     recorder.block.set()
-    assert len(wait_until(lambda: receipts(storage, "on_blob"))) == 1
+    assert len(wait_for(lambda: receipts(storage, "on_blob"))) == 1
 
 
 def test_a_restarted_host_does_not_fire_again_but_a_changed_blob_does(storage: Storage, start_host: HostFactory) -> None:
     first = Recorder()
     host = start_host(first)
     storage.container.upload_blob("in/once.csv", b"v1")
-    wait_until(lambda: receipts(storage, "on_blob"))
+    wait_for(lambda: receipts(storage, "on_blob"))
     host.stop()
 
     second = Recorder()
     start_host(second)
     storage.container.upload_blob("in/other.csv", b"x")
-    wait_until(lambda: second.of("blob"))
+    wait_for(lambda: second.of("blob"))
     assert [call["name"] for call in second.of("blob")] == ["in/other.csv"]
 
     storage.container.upload_blob("in/once.csv", b"v2", overwrite=True)
-    wait_until(lambda: len(second.of("blob")) == 2)
+    wait_for(lambda: len(second.of("blob")) == 2)
     assert [call["name"] for call in second.of("blob")] == ["in/other.csv", "in/once.csv"]
     assert len(first.of("blob")) == 1
 
@@ -99,7 +100,7 @@ def test_a_failing_blob_is_retried_then_poisoned_once(storage: Storage, start_ho
                 return body
         return None
 
-    body = wait_until(poison_message)
+    body = wait_for(poison_message)
     assert body == {
         "Type": "BlobTrigger",
         "FunctionId": "Host.Functions.on_blob",
@@ -110,9 +111,9 @@ def test_a_failing_blob_is_retried_then_poisoned_once(storage: Storage, start_ho
     }
     assert len(recorder.of("blob")) == 3
     # The poisoned version has a receipt, so a later blob is the only thing that fires next.
-    wait_until(lambda: receipts(storage, "on_blob"))
+    wait_for(lambda: receipts(storage, "on_blob"))
     storage.container.upload_blob("in/after.csv", b"x")
-    wait_until(lambda: any(call["name"] == "in/after.csv" for call in recorder.of("blob")))
+    wait_for(lambda: any(call["name"] == "in/after.csv" for call in recorder.of("blob")))
     assert len(recorder.of("blob")) == 4
 
 
@@ -171,9 +172,9 @@ def test_event_grid_source_fires_only_for_blobs_written_after_the_subscription(
     host = start_event_grid_host(first)
     storage.container.upload_blob("in/b-after.csv", b"x")
     # A receipt is written once the call returned; the scans that found b also listed a (names sort a first).
-    wait_until(lambda: any("in/b-after.csv" in receipt for receipt in receipts(storage, "on_event")))
+    wait_for(lambda: any("in/b-after.csv" in receipt for receipt in receipts(storage, "on_event")))
     storage.container.upload_blob("in/c-after.csv", b"x")
-    wait_until(lambda: any("in/c-after.csv" in receipt for receipt in receipts(storage, "on_event")))
+    wait_for(lambda: any("in/c-after.csv" in receipt for receipt in receipts(storage, "on_event")))
     assert sorted(called(first)) == ["in/b-after.csv", "in/c-after.csv"]
     host.stop()
 
@@ -182,9 +183,9 @@ def test_event_grid_source_fires_only_for_blobs_written_after_the_subscription(
     storage.container.upload_blob("in/a-before.csv", b"overwritten: a new version has an event", overwrite=True)
     second = Recorder()
     start_event_grid_host(second)
-    wait_until(lambda: len(second.of("blob")) == 2)
+    wait_for(lambda: len(second.of("blob")) == 2)
     storage.container.upload_blob("in/e-after-restart.csv", b"x")
-    wait_until(lambda: any("in/e-after-restart.csv" in receipt for receipt in receipts(storage, "on_event")))
+    wait_for(lambda: any("in/e-after-restart.csv" in receipt for receipt in receipts(storage, "on_event")))
     assert sorted(called(second)) == ["in/a-before.csv", "in/d-while-stopped.csv", "in/e-after-restart.csv"]
     assert [call["etag"] for call in second.of("blob") if call["name"] == "in/a-before.csv"] == [
         storage.container.get_blob_client("in/a-before.csv").get_blob_properties().etag
@@ -204,7 +205,7 @@ def test_a_delivery_the_endpoint_keeps_refusing_is_dead_lettered_in_event_grids_
     blob = storage.container.upload_blob("in/refused.csv", b"a,b\n", content_settings=ContentSettings("text/csv"))
     etag = blob.get_blob_properties().etag.strip('"')
 
-    ((name, events),) = wait_until(lambda: list(dead_letters(storage).items()))
+    ((name, events),) = wait_for(lambda: list(dead_letters(storage).items()))
     container = storage.container.container_name
     match = DEAD_LETTER_NAME.fullmatch(name)
     assert match is not None, name
@@ -230,9 +231,9 @@ def test_a_delivery_the_endpoint_keeps_refusing_is_dead_lettered_in_event_grids_
         assert datetime.fromisoformat(event[time_field].replace("Z", "+00:00")).tzinfo is not None, time_field
 
     # The host never accepted the event, so the function never ran; the receipt keeps the version from firing later.
-    assert wait_until(lambda: any("in/refused.csv" in receipt for receipt in receipts(storage, "on_event")))
+    assert wait_for(lambda: any("in/refused.csv" in receipt for receipt in receipts(storage, "on_event")))
     storage.container.upload_blob("in/accepted.csv", b"x")
-    wait_until(lambda: any("in/accepted.csv" in receipt for receipt in receipts(storage, "on_event")))
+    wait_for(lambda: any("in/accepted.csv" in receipt for receipt in receipts(storage, "on_event")))
     assert called(recorder) == ["in/accepted.csv"]
     assert len(dead_letters(storage)) == 1
 
@@ -246,16 +247,16 @@ def test_the_local_event_grid_can_be_told_to_drop_or_dead_letter_an_event(
     for name in faults:
         storage.container.upload_blob(name, b"x")
 
-    ((_, (event,)),) = wait_until(lambda: list(dead_letters(storage).items()))
+    ((_, (event,)),) = wait_for(lambda: list(dead_letters(storage).items()))
     assert event["subject"].endswith("/blobs/in/refused-at-once.csv")
     assert (event["deadLetterReason"], event["deliveryAttempts"], event["lastDeliveryOutcome"]) == (
         "UndeliverableDueToHttpBadRequest",
         1,
         "BadRequest",
     )
-    wait_until(lambda: len(receipts(storage, "on_event")) == 2)
+    wait_for(lambda: len(receipts(storage, "on_event")) == 2)
     storage.container.upload_blob("in/later.csv", b"x")
-    wait_until(lambda: any("in/later.csv" in receipt for receipt in receipts(storage, "on_event")))
+    wait_for(lambda: any("in/later.csv" in receipt for receipt in receipts(storage, "on_event")))
     # The dropped event left nothing behind (as without a dead-letter destination): no call, no dead letter.
     assert called(recorder) == ["in/later.csv"]
     assert len(dead_letters(storage)) == 1
@@ -276,7 +277,7 @@ def test_with_event_grid_a_function_that_raises_is_poisoned_not_dead_lettered(
         bodies = [json.loads(base64.b64decode(content)) for content in peek_contents(poison)]
         return [body for body in bodies if body["ContainerName"] == storage.container.container_name]
 
-    (body,) = wait_until(poisoned)
+    (body,) = wait_for(poisoned)
     assert (body["BlobName"], body["ETag"]) == ("in/fail-me.csv", etag.strip('"'))
     assert called(recorder) == ["in/fail-me.csv"] * 3
     assert dead_letters(storage) == {}

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from devhost.config import ConfigError, load_host_options, load_local_settings, parse_timespan, resolve
+from devhost.config import (
+    DELIVERY_DROPPED,
+    ConfigError,
+    EventGridOptions,
+    load_host_options,
+    load_local_settings,
+    lose_events,
+    parse_timespan,
+    resolve,
+)
 from devhost.connections import connection_string
 
 
@@ -140,3 +149,11 @@ def test_a_function_timeout_below_a_second_or_not_a_timespan_is_refused(tmp_path
     path.write_text(json.dumps({"functionTimeout": value}))
     with pytest.raises(ConfigError, match=r"host\.json functionTimeout"):
         load_host_options(path)
+
+
+def test_the_lose_events_hook_drops_only_the_deliveries_of_matching_blob_names() -> None:
+    hooked = lose_events(EventGridOptions(), "*/lost-*")
+    assert hooked.delivery_fault is not None
+    assert hooked.delivery_fault("Db/T/lost-1.csv") == DELIVERY_DROPPED
+    assert hooked.delivery_fault("Db/T/kept-1.csv") is None
+    assert lose_events(EventGridOptions(), "") == EventGridOptions()

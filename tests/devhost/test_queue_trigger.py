@@ -14,8 +14,9 @@ from azure.functions.queue import QueueMessage, QueueMessageInConverter
 
 from devhost.config import QueueOptions
 from devhost.invocation import FunctionInvoker, TypedData, WorkerPool
-from tests.devhost.apps.recording_app import Recorder, wait_until
+from tests.devhost.apps.recording_app import Recorder
 from tests.devhost.conftest import FAST_QUEUES, HostFactory, Storage, peek_contents
+from tests.support.waiting import wait_for
 
 
 def encoded(text: str) -> str:
@@ -32,12 +33,12 @@ def test_base64_messages_are_decoded_and_passed_with_their_metadata(storage: Sto
     start_host(recorder)
     sent = storage.queue.send_message(encoded('{"blob": "a.csv"}'))
 
-    message = wait_until(lambda: recorder.of("queue"))[0]
+    message = wait_for(lambda: recorder.of("queue"))[0]
     assert isinstance(message, QueueMessage)
     assert message.get_json() == {"blob": "a.csv"}
     assert (message.id, message.dequeue_count) == (sent.id, 1)
     assert message.insertion_time is not None and message.pop_receipt
-    wait_until(lambda: storage.queue.get_queue_properties().approximate_message_count == 0)
+    wait_for(lambda: storage.queue.get_queue_properties().approximate_message_count == 0)
 
 
 def test_a_message_that_is_not_base64_goes_to_poison_without_a_call(storage: Storage, start_host: HostFactory) -> None:
@@ -46,8 +47,8 @@ def test_a_message_that_is_not_base64_goes_to_poison_without_a_call(storage: Sto
     storage.queue.send_message("{not base64}")
     storage.queue.send_message(encoded("after"))
 
-    assert wait_until(lambda: poison_contents(storage)) == ["{not base64}"]
-    wait_until(lambda: recorder.of("queue"))
+    assert wait_for(lambda: poison_contents(storage)) == ["{not base64}"]
+    wait_for(lambda: recorder.of("queue"))
     assert [message.get_body() for message in recorder.of("queue")] == [b"after"]
 
 
@@ -56,7 +57,7 @@ def test_a_failing_message_is_tried_max_dequeue_count_times_then_poisoned(storag
     start_host(recorder)  # maxDequeueCount 3, visibilityTimeout 0
     storage.queue.send_message(encoded("please fail"))
 
-    assert wait_until(lambda: poison_contents(storage)) == [encoded("please fail")]
+    assert wait_for(lambda: poison_contents(storage)) == [encoded("please fail")]
     assert [message.dequeue_count for message in recorder.of("queue")] == [1, 2, 3]
     assert storage.queue.get_queue_properties().approximate_message_count == 0
 
@@ -65,19 +66,19 @@ def test_messages_are_not_decoded_when_encoding_is_none(storage: Storage, start_
     recorder = Recorder()
     start_host(recorder, queues=QueueOptions(message_encoding="none", max_polling_interval=0.2))
     storage.queue.send_message("plain text")
-    assert wait_until(lambda: recorder.of("queue"))[0].get_body() == b"plain text"
+    assert wait_for(lambda: recorder.of("queue"))[0].get_body() == b"plain text"
 
 
 def test_a_message_abandoned_on_stop_reappears(storage: Storage, start_host: HostFactory) -> None:
     recorder = Recorder(block=threading.Event())
     host = start_host(recorder, queues=FAST_QUEUES, queue_lease_seconds=1)
     storage.queue.send_message(encoded("slow"))
-    wait_until(lambda: recorder.of("queue"))
+    wait_for(lambda: recorder.of("queue"))
 
     assert host.stop(grace=0.1) == 1  # still running after the grace period: abandoned, its lease no longer renewed
     again = Recorder()
     start_host(again)
-    message = wait_until(lambda: again.of("queue"))[0]
+    message = wait_for(lambda: again.of("queue"))[0]
     recorder.block.set()
     assert (message.get_body(), message.dequeue_count) == (b"slow", 2)
 
@@ -98,7 +99,7 @@ def test_messages_reach_the_function_through_the_library_converter(
     start_host(recorder)
     sent = storage.queue.send_message(encoded("h\u00e9llo"))
 
-    received = wait_until(lambda: recorder.of("queue"))[0]
+    received = wait_for(lambda: recorder.of("queue"))[0]
     ((payload, metadata, built),) = decoded
     assert received is built
     assert (payload.type, payload.value) == ("string", "h\u00e9llo")  # a string, as the host sends it without dataType

@@ -17,8 +17,9 @@ from azure.functions.meta import Datum
 from devhost.config import load_host_options
 from devhost.invocation import FunctionInvoker, TypedData, WorkerPool, worker_thread_count
 from tests.devhost.apps import small_apps
-from tests.devhost.apps.recording_app import Recorder, wait_until
+from tests.devhost.apps.recording_app import Recorder
 from tests.devhost.conftest import HostFactory, Storage, peek_contents
+from tests.support.waiting import wait_for
 
 DEFAULT_THREADS = min(32, (os.cpu_count() or 1) + 4)
 METADATA = {"Id": Datum("m1", "string"), "DequeueCount": Datum("1", "json")}
@@ -65,11 +66,11 @@ def test_functions_share_one_pool_of_thread_count_threads(
     for n in range(2):
         storage.container.upload_blob(f"in/blob-{n}.csv", b"x")
 
-    wait_until(lambda: len(recorder.calls) >= 2)
+    wait_for(lambda: len(recorder.calls) >= 2)
     time.sleep(1.5)  # the queue is polled every 0.2 s and the container scanned every 0.1 s: the rest wait for a thread
     assert len(recorder.calls) == 2
     recorder.block.set()
-    wait_until(lambda: len(recorder.of("queue")) == 3 and len(recorder.of("blob")) == 2)
+    wait_for(lambda: len(recorder.of("queue")) == 3 and len(recorder.of("blob")) == 2)
 
 
 def test_an_invocation_past_function_timeout_fails_and_its_message_is_retried_then_poisoned(
@@ -92,7 +93,7 @@ def test_an_invocation_past_function_timeout_fails_and_its_message_is_retried_th
     storage.queue.send_message(encoded("never returns"))
     poison = storage.queues.get_queue_client(f"{storage.queue.queue_name}-poison")
     try:
-        assert wait_until(lambda: peek_contents(poison), timeout=20) == [encoded("never returns")]
+        assert wait_for(lambda: peek_contents(poison), timeout=20) == [encoded("never returns")]
     finally:
         recorder.block.set()  # the abandoned calls end too
 
@@ -142,7 +143,7 @@ def test_a_timed_out_call_gives_its_thread_back_and_a_queued_one_never_starts(ca
             gate.set()
         worker.shutdown()
     assert results == {"block": True, "queued": False, "hold": False, "after": True}
-    wait_until(lambda: len(ran) == 3)
+    wait_for(lambda: len(ran) == 3)
     assert ran == [b"block", b"after", b"hold"]
     warnings = messages(caplog, logging.WARNING, "A function timeout has occurred")
     assert "never started (all 1 worker threads were busy)" in warnings[0]
@@ -156,7 +157,7 @@ def test_a_function_bound_to_a_missing_setting_is_in_error_and_the_others_run(
     recorder = Recorder()
     host = start_host(app=small_apps.build_half_bound_app(recorder))
 
-    assert wait_until(lambda: recorder.of("timer"))
+    assert wait_for(lambda: recorder.of("timer"))
     assert [listener.invoker.name for listener in host.listeners] == ["on_tick"]
     assert list(host.function_errors) == ["on_unbound"]
     expected = f"'%{small_apps.MISSING_SETTING}%' does not resolve to a value"

@@ -21,12 +21,27 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from devhost.emulator_client import EmulatorClient
-from devhost.processes import ROOT, Azurite, Emulator, start_azurite, start_emulator
+from devhost.processes import ROOT, Azurite, Emulator
 from devhost.provision import create_staging_storage, create_tables
 from shared.settings import load_settings
-from tests.devhost.apps.recording_app import wait_until
+from tests.support.stack import running_azurite, running_emulator
+from tests.support.waiting import wait_for
 
 COLUMNS = "(blob_id:string, n:long, word:string)"
+
+
+def spawn_local_host(script_root: Path, settings_path: Path, log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """`python -m devhost` on the app in `script_root`, in a session of its own, its output appended to `log_path`."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "devhost", "--script-root", str(script_root), "--settings", str(settings_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
 
 
 @dataclass
@@ -45,17 +60,9 @@ class LocalHostProcess:
         marker = f"local host running (start {self.starts})"
         with self.log_path.open("ab") as log:
             log.write(f"--- {marker}\n".encode())
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "devhost", "--script-root", str(ROOT), "--settings", str(self.settings_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,
-            )
+        self.process = spawn_local_host(ROOT, self.settings_path, self.log_path, env)
         self.starts += 1
-        wait_until(lambda: self._running_since(marker), timeout=60)
+        wait_for(lambda: self._running_since(marker), "the local host to start", timeout=60)
 
     def _running_since(self, marker: str) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -105,7 +112,7 @@ class Pipeline:
 
     def wait_for_rows(self, expected: dict[str, int], timeout: float = 60) -> dict[str, int]:
         """Wait until every expected blob has landed; returns what landed (the test compares it exactly)."""
-        wait_until(lambda: set(self.rows_per_blob()) >= set(expected), timeout=timeout)
+        wait_for(lambda: set(self.rows_per_blob()) >= set(expected), "every expected blob's rows", timeout=timeout)
         return self.rows_per_blob()
 
 
@@ -138,36 +145,37 @@ def settings_values(azurite: Azurite, emulator: Emulator, name: str) -> dict[str
 @pytest.fixture(scope="module")
 def e2e_azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
     """Azurite of the end-to-end tests alone: the app drains account-wide queues such as the blob poison queue."""
-    location = tmp_path_factory.mktemp("e2e-azurite")
-    service = start_azurite(location, log_path=location / "azurite.log")
-    yield service
-    service.stop()
+    with running_azurite(tmp_path_factory.mktemp("e2e-azurite")) as service:
+        yield service
 
 
 @pytest.fixture(scope="module")
 def e2e_emulator(e2e_azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    data_dir = tmp_path_factory.mktemp("e2e-emulator")
-    service = start_emulator(e2e_azurite.connection_string, data_dir, log_path=data_dir / "emulator.log")
-    yield service
-    service.stop()
+    with running_emulator(e2e_azurite, tmp_path_factory.mktemp("e2e-emulator")) as service:
+        yield service
 
 
-@pytest.fixture
-def pipeline(e2e_azurite: Azurite, e2e_emulator: Emulator, unique_name: str, tmp_path: Path) -> Iterator[Pipeline]:
-    azurite, emulator = e2e_azurite, e2e_emulator
-    values = settings_values(azurite, emulator, unique_name)
+def prepare_pipeline(azurite: Azurite, emulator: Emulator, name: str, tmp_path: Path, **overrides: str) -> Pipeline:
+    """A pipeline's settings file, staging storage and Kusto table, with its host not started yet."""
+    values = settings_values(azurite, emulator, name) | overrides
     settings_path = tmp_path / "local.settings.json"
     settings_path.write_text(json.dumps({"IsEncrypted": False, "Values": values}, indent=2))
     create_staging_storage(load_settings(values), values)
     kusto = EmulatorClient(emulator.url)
-    database = f"E2E_{unique_name}"
+    database = f"E2E_{name}"
     create_tables(kusto, {f"{database}.Rows": COLUMNS})
     host = LocalHostProcess(settings_path, tmp_path / "devhost.log", tmp_path / "alerts.jsonl")
-    container = ContainerClient.from_connection_string(azurite.connection_string, unique_name)
-    host.start()
-    yield Pipeline(container, host, kusto, database, values=values)
-    host.stop()
-    kusto.set_faults(throttleRate=0.0)
+    container = ContainerClient.from_connection_string(azurite.connection_string, name)
+    return Pipeline(container, host, kusto, database, values=values)
+
+
+@pytest.fixture
+def pipeline(e2e_azurite: Azurite, e2e_emulator: Emulator, unique_name: str, tmp_path: Path) -> Iterator[Pipeline]:
+    started = prepare_pipeline(e2e_azurite, e2e_emulator, unique_name, tmp_path)
+    started.host.start()
+    yield started
+    started.host.stop()
+    started.kusto.set_faults(throttleRate=0.0)
 
 
 def pause(seconds: float) -> None:

@@ -26,17 +26,15 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from devhost.processes import ROOT, Azurite
-from tests.devhost.apps.recording_app import wait_until
-from tests.e2e.conftest import Pipeline, pause
+from devhost.processes import Azurite
+from tests.e2e.conftest import Pipeline, pause, spawn_local_host
 from tests.e2e.samples import encode
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -85,7 +83,7 @@ def blob_records(pipeline: Pipeline, blob_ids: list[str]) -> list[Record]:
         pipeline.stage(pipeline.target(f"{blob_id}.csv"), encode("csv", blob_id, 3))
     process = pipeline.host.process
     assert process is not None
-    wait_until(lambda: succeeded(pipeline.host.log()[start:]) >= len(blob_ids) or process.poll() is not None, timeout=60)
+    wait_for(lambda: succeeded(pipeline.host.log()[start:]) >= len(blob_ids) or process.poll() is not None, timeout=60)
     assert process.poll() is None, f"the local host exited:\n{pipeline.host.log()[-3000:]}"
     pause(1.5)  # the tracker run's own summary line follows its operations' lines
     return [record for record in records(pipeline.host.log()[start:]) if not is_tick(record)]
@@ -139,20 +137,9 @@ def test_the_local_host_shows_the_sdk_requests_of_an_app_that_does_not_turn_them
     settings.write_text(json.dumps({"IsEncrypted": False, "Values": {"AzureWebJobsStorage": e2e_azurite.connection_string}}))
     log_path = tmp_path / "devhost.log"
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DEVHOST_", "PYTEST_", "AzureWebJobs"))}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devhost", "--script-root", str(tmp_path), "--settings", str(settings)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,
-        )
+    process = spawn_local_host(tmp_path, settings, log_path, env)
     try:
-        wait_until(
-            lambda: "one_request (timer " in log_path.read_text(errors="replace") or process.poll() is not None, timeout=30
-        )
+        wait_for(lambda: "one_request (timer " in log_path.read_text(errors="replace") or process.poll() is not None, timeout=30)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)

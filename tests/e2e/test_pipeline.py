@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.devhost.apps.recording_app import wait_until
 from tests.e2e.conftest import Pipeline, pause
 from tests.e2e.samples import encode
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def test_every_format_lands_and_bad_blobs_alert_exactly_once(pipeline: Pipeline)
     pipeline.stage("no-route.csv", encode("csv", "lost", 1))
 
     assert pipeline.wait_for_rows(expected) == expected
-    wait_until(lambda: alert_codes(pipeline, malformed) and alert_codes(pipeline, "no-route.csv"))
+    wait_for(lambda: alert_codes(pipeline, malformed) and alert_codes(pipeline, "no-route.csv"))
     pause(3)  # anything duplicated would arrive within a few more timer ticks
     assert pipeline.rows_per_blob() == expected
     assert alert_codes(pipeline, malformed) == ["BadRequest_NoRecordsOrWrongFormat"]
@@ -58,7 +58,7 @@ def test_a_killed_and_restarted_host_loses_nothing_and_duplicates_nothing(pipeli
     names = list(expected)
     for blob_id in names[:15]:
         pipeline.stage(pipeline.target(f"{blob_id}.jsonl"), encode("jsonl", blob_id, 2))
-    wait_until(pipeline.rows_per_blob, timeout=60)  # mid-run: some blobs in, others on their way
+    wait_for(pipeline.rows_per_blob, timeout=60)  # mid-run: some blobs in, others on their way
     for blob_id in names[15:]:
         pipeline.stage(pipeline.target(f"{blob_id}.jsonl"), encode("jsonl", blob_id, 2))
     pipeline.host.kill()

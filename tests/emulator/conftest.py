@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -14,16 +14,9 @@ import pytest
 import requests
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContainerClient, generate_blob_sas
 
-from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, start_emulator
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
-    """Poll `check` until it returns something truthy (the outcome is committed before it is logged/counted)."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-    return result
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator
+from tests.support.stack import running_emulator
+from tests.support.waiting import wait_for
 
 
 @dataclass
@@ -65,15 +58,14 @@ class KustoCalls:
 
     def wait(self, database: str, table: str, operation_id: str, timeout: float = 60) -> dict[str, Any]:
         """Poll the status until no blob is in progress; fails the test if that does not happen in time."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def settled() -> dict[str, Any] | None:
             response = self.status(database, table, operation_id)
             assert response.status_code == 200, response.text
             body = response.json()
-            if body["status"]["inProgress"] == 0:
-                return body
-            assert time.monotonic() < deadline, f"operation still in progress: {body}"
-            time.sleep(0.1)
+            return body if body["status"]["inProgress"] == 0 else None
+
+        return wait_for(settled, f"operation {operation_id} to settle", timeout=timeout, interval=0.1)
 
     def ingest(self, database: str, table: str, urls: list[str], **properties: Any) -> dict[str, Any]:
         response = self.submit(database, table, [{"url": url, "sourceId": f"s{i}"} for i, url in enumerate(urls)], **properties)
@@ -147,17 +139,14 @@ def db_table(kusto: KustoCalls, unique_name: str) -> Callable[[str], tuple[str, 
 
 @pytest.fixture
 def start_own_emulator(azurite: Azurite, tmp_path: Path) -> Iterator[Callable[..., Emulator]]:
-    """Starts emulators with extra flags (stopped at the end); `data_dir` defaults to one per test."""
-    started: list[Emulator] = []
+    """Starts emulators with extra flags (stopped at the end); `data_dir` defaults to one per test, the log is
+    `emulator.log` beside it."""
+    with contextlib.ExitStack() as started:
 
-    def start(*extra_args: str, data_dir: Path | None = None) -> Emulator:
-        directory = data_dir or tmp_path / "emulator"
-        service = start_emulator(
-            azurite.connection_string, directory, extra_args=list(extra_args), log_path=directory.parent / "emulator.log"
-        )
-        started.append(service)
-        return service
+        def start(*extra_args: str, data_dir: Path | None = None) -> Emulator:
+            directory = data_dir or tmp_path / "emulator"
+            return started.enter_context(
+                running_emulator(azurite, directory, *extra_args, log_path=directory.parent / "emulator.log")
+            )
 
-    yield start
-    for service in started:
-        service.stop()
+        yield start

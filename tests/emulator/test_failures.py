@@ -14,8 +14,9 @@ from devhost.processes import free_port
 from kusto_emulator.catalog import Catalog
 from kusto_emulator.config import EmulatorConfig
 from kusto_emulator.faults import Faults
+from kusto_emulator.ingestion_job import BlobOutcome, IngestionJob
 from kusto_emulator.stats import Stats
-from kusto_emulator.worker import BlobOutcome, IngestionJob, IngestionWorker
+from kusto_emulator.worker import IngestionWorker
 from tests.emulator.conftest import KustoCalls
 
 GOOD_CSV = b"alpha,1,2024-01-01T00:00:00Z,true\n"

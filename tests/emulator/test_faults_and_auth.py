@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from tests.emulator.conftest import KustoCalls, eventually
+from tests.emulator.conftest import KustoCalls
+from tests.support.waiting import wait_for
 
 CSV = b"alpha,1,2024-01-01T00:00:00Z,true\n"
 
@@ -157,7 +158,7 @@ def test_stats_count_requests_per_route_and_blobs(start_own_emulator, staging):
     own.mgmt_rows("D", ".create table T (name:string, n:long, ts:datetime, ok:bool)")
     own.ingest("D", "T", [staging.put("one.csv", CSV), staging.put("two.csv", b"")])
 
-    stats = eventually(
+    stats = wait_for(
         lambda: (body := requests.get(f"{emulator.url}/admin/stats", timeout=10).json())["blobs"]["failed"] == 1 and body
     )
 
@@ -180,7 +181,7 @@ def test_log_has_one_line_per_request_and_per_ingestion_without_sas(start_own_em
         text = (emulator.data_dir.parent / "emulator.log").read_text()
         return text if line in text else ""
 
-    log = eventually(log_with_line)
+    log = wait_for(log_with_line)
 
     assert "POST /v1/rest/ingestion/queued/D/T 200" in log
     assert url.split("?", 1)[1] not in log and "sig=" not in log

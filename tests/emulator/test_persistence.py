@@ -1,4 +1,4 @@
-"""Data, mappings, failures and operations survive a restart; blobs accepted before a crash are resumed."""
+"""Data, mappings, policies, failures and operations survive a restart; blobs accepted before a crash are resumed."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def test_everything_survives_a_graceful_restart(start_own_emulator, staging, tmp
     calls.mgmt_rows("D", TABLE)
     mapping = json.dumps([{"column": "name", "Properties": {"Ordinal": "0"}}])
     calls.mgmt_rows("D", f".create table T ingestion csv mapping 'm' '{mapping}'")
+    calls.mgmt_rows("D", ".alter table T policy streamingingestion enable")
     response = calls.submit("D", "T", [{"url": staging.put("a.csv", CSV)}, {"url": staging.put("empty.csv", b"")}])
     operation_id = response.json()["ingestionOperationId"]
     before = calls.wait("D", "T", operation_id)
@@ -32,6 +33,8 @@ def test_everything_survives_a_graceful_restart(start_own_emulator, staging, tmp
     assert second.count("D", "T") == 2
     assert second.wait("D", "T", operation_id)["details"] == before["details"]
     assert [row["Name"] for row in second.mgmt_rows("D", ".show table T ingestion csv mappings")] == ["m"]
+    [policy] = second.mgmt_rows("D", ".show table T policy streamingingestion")
+    assert json.loads(policy["Policy"])["IsEnabled"] is True
     assert [row["ErrorCode"] for row in second.mgmt_rows("D", ".show ingestion failures")] == ["BadRequest_EmptyBlob"]
 
 

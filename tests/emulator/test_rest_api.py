@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from urllib.parse import quote
 
 import pytest
@@ -11,6 +10,7 @@ import requests
 from azure.storage.blob import ContainerClient
 
 from tests.emulator.conftest import KustoCalls
+from tests.support.waiting import wait_for
 
 CSV = b"alpha,1,2024-01-01T00:00:00Z,true\nbeta,2,2024-01-02T00:00:00Z,false\n"
 
@@ -70,10 +70,7 @@ def test_untracked_submission_returns_empty_id_and_still_ingests(kusto, staging,
     response = kusto.submit(database, table, [{"url": staging.put("a.csv", CSV)}], enableTracking=False)
 
     assert response.json() == {"ingestionOperationId": ""}
-    deadline = time.monotonic() + 60
-    while kusto.count(database, table) == 0:
-        assert time.monotonic() < deadline, "the untracked blob was never ingested"
-        time.sleep(0.05)
+    wait_for(lambda: kusto.count(database, table), "the untracked blob's rows", timeout=60)
     assert kusto.count(database, table) == 2
 
 

@@ -10,13 +10,14 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
-from kusto_emulator.catalog_commands import entity, string_literal
 from kusto_emulator.config import EmulatorConfig
 from kusto_emulator.errors import BadRequest, IngestionError, is_permanent
 from kusto_emulator.faults import Faults
 from kusto_emulator.ids import random_uuid
 from kusto_emulator.ingest_request import BlobShape, _base_schema
-from kusto_emulator.mappings import ColumnMapping, parse_mapping, parse_path
+from kusto_emulator.kql_statements import split_statements, tabular_queries
+from kusto_emulator.mappings import ColumnMapping, canonical_mapping, parse_mapping, parse_path
+from kusto_emulator.mgmt_syntax import entity, string_list, string_literal, string_value, with_properties
 from kusto_emulator.rest_ingestion import request_validator, validate_request
 from kusto_emulator.storage import split_credential
 
@@ -92,6 +93,38 @@ def test_kusto_literals_and_bracketed_names():
     assert string_literal("@'C:\\path'") == "C:\\path"
     assert string_literal("```multi\nline```") == "multi\nline"
     assert entity("['My Table']") == "My Table" and entity('["x"]') == "x" and entity("T1") == "T1"
+    assert string_literal("h'https://a/b?sig=x'") == "https://a/b?sig=x"
+
+
+def test_adjacent_literals_concatenate_as_kusto_reads_them():
+    assert string_value("""'[' \n '{"a": 1},' "]" """) == '[{"a": 1},]'
+    assert string_list("h'http://a/1?s=1' , 'http://a/2'") == ["http://a/1?s=1", "http://a/2"]
+
+
+def test_mapping_json_may_end_an_array_or_object_with_a_comma():
+    canonical = '[{"column": "a", "Properties": {"Ordinal": "0"}}]'
+    assert canonical_mapping('[{"column": "a", "Properties": {"Ordinal": "0",},},\n]') == canonical
+    in_a_string = '[{"column": "a,]", "Properties": {"Path": "$.x"}}]'
+    assert canonical_mapping(in_a_string) == in_a_string
+    with pytest.raises(IngestionError, match="not valid JSON"):
+        canonical_mapping('[{"a": 1},,]')
+
+
+def test_with_properties_read_strings_booleans_and_numbers():
+    properties = with_properties("format='csv', ignoreFirstRecord=true, tags='[\"a,b\"]', note=\"x (y)\", n=3")
+    assert properties == {"format": "csv", "ignoreFirstRecord": True, "tags": '["a,b"]', "note": "x (y)", "n": 3}
+    with pytest.raises(BadRequest, match="is not 'name = value'"):
+        with_properties("format")
+
+
+def test_statements_split_at_semicolons_outside_literals_comments_and_brackets():
+    text = "let f = (x:long) { T | where a == x; };\nT | where s == 'a;b' // c;d\n| count;\n\n;print x = \"e;f\""
+    assert split_statements(text) == [
+        "let f = (x:long) { T | where a == x; }",
+        "T | where s == 'a;b' // c;d\n| count",
+        'print x = "e;f"',
+    ]
+    assert tabular_queries("let a = 1; T; let b = 2; U") == ["let a = 1;\nT", "let a = 1;\nlet b = 2;\nU"]
 
 
 def test_request_checks_name_the_json_path():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,15 +79,56 @@ def test_v2_take_returns_every_type_as_kusto_writes_it(query_emulator: Emulator)
     ]  # fmt: skip
 
 
-def test_v1_answer_is_one_table_with_data_and_column_types(query_emulator: Emulator) -> None:
+def test_v1_answer_puts_the_primary_first_and_names_every_table_in_a_table_of_contents(query_emulator: Emulator) -> None:
     response = _post(query_emulator, "v1", "Events | where ok | summarize n = count() by host | order by host asc")
     assert response.status_code == 200, response.text
-    (table,) = response.json()["Tables"]
-    assert table["Columns"] == [
+    primary, properties, status, contents = response.json()["Tables"]
+    assert primary["Columns"] == [
         {"ColumnName": "host", "DataType": "String", "ColumnType": "string"},
         {"ColumnName": "n", "DataType": "Int64", "ColumnType": "long"},
     ]
-    assert table["Rows"] == [["web1", 2]]
+    assert primary["Rows"] == [["web1", 2]]
+    assert json.loads(properties["Rows"][0][0])["IsQuerySorted"] is True
+    assert status["Rows"][0][1] == 4 and status["Rows"][0][-1] == "test;1"  # Severity 4: information, no error
+    assert [(row[0], row[1], row[2]) for row in contents["Rows"]] == [
+        (0, "QueryResult", "PrimaryResult"),
+        (1, "QueryProperties", "@ExtendedProperties"),
+        (2, "QueryStatus", "QueryStatus"),
+    ]
+
+
+def test_statements_separated_by_semicolons_answer_one_table_each_in_order(query_emulator: Emulator) -> None:
+    query = (
+        "let wanted = 'web1';\n"
+        "Events | where host == wanted | count; // two results\n"
+        "Events | where host == wanted | project id | order by id asc"
+    )
+    frames = _post(query_emulator, "v2", query).json()
+    assert [(frame["FrameType"], frame.get("TableKind"), frame.get("TableId")) for frame in frames] == [
+        ("DataSetHeader", None, None),
+        ("DataTable", "QueryProperties", 0),
+        ("DataTable", "PrimaryResult", 1),
+        ("DataTable", "PrimaryResult", 2),
+        ("DataTable", "QueryCompletionInformation", 3),
+        ("DataSetCompletion", None, None),
+    ]
+    assert frames[2]["Rows"] == [[2]] and frames[3]["Rows"] == [[1], [3]]
+    visualizations = {row[0]: json.loads(row[2])["IsQuerySorted"] for row in frames[1]["Rows"]}
+    assert visualizations == {1: False, 2: True}
+    tables = _post(query_emulator, "v1", query).json()["Tables"]
+    assert [table["Rows"] for table in tables[:2]] == [[[2]], [[1], [3]]]
+    assert [row[1] for row in tables[-1]["Rows"]] == ["QueryResult", "QueryResult", "QueryProperties", "QueryStatus"]
+
+
+def test_a_semicolon_inside_a_string_does_not_split_the_query(query_emulator: Emulator) -> None:
+    frames = _post(query_emulator, "v2", "print a = 'x;y', b = \"p;q\"").json()
+    assert _v2_table(frames, "PrimaryResult")["Rows"] == [["x;y", "p;q"]]
+
+
+def test_a_query_of_only_let_statements_is_a_syntax_error(query_emulator: Emulator) -> None:
+    response = _post(query_emulator, "v2", "let a = 1; let b = 2;")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "BadRequest_SyntaxError"
 
 
 def test_project_order_and_properties_parameters(query_emulator: Emulator) -> None:

@@ -16,7 +16,8 @@ import requests
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from devhost.processes import Azurite, Emulator, start_emulator
+from devhost.processes import Azurite, Emulator
+from tests.support.stack import AUTO_CREATE, running_emulator
 
 NOTIFICATION_WAIT_SECONDS = 60
 
@@ -115,12 +116,8 @@ class ProtocolClient:
 
 @pytest.fixture(scope="module")
 def queued_emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    data_dir = tmp_path_factory.mktemp("queued-emulator")
-    service = start_emulator(
-        azurite.connection_string, data_dir, extra_args=["--auto-create-databases"], log_path=data_dir / "emulator.log"
-    )
-    yield service
-    service.stop()
+    with running_emulator(azurite, tmp_path_factory.mktemp("queued-emulator"), AUTO_CREATE) as service:
+        yield service
 
 
 @pytest.fixture

@@ -16,21 +16,11 @@ from azure.storage.blob import BlobClient
 from azure.storage.queue import QueueClient, QueueServiceClient
 
 from kusto_emulator.identity_token import IdentityTokens, load_or_create_key
+from tests.support.waiting import wait_for
 
 from .conftest import ProtocolClient
 
 CSV = b"1,a\n2,b\n3,a\n"
-
-
-def _wait_for(check, what: str, seconds: float = 60):
-    """Poll `check` until it returns something truthy; fail naming `what` after a generous wait."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen")
 
 
 @pytest.mark.parametrize("command", [".get ingestion resources", ".show ingestion resources"])
@@ -141,7 +131,7 @@ def test_malformed_messages_go_to_the_poison_queue_and_the_consumer_keeps_going(
         texts = [item.content for item in poison.peek_messages(max_messages=32)]
         return texts if len(texts) >= len(garbage) else None
 
-    assert sorted(_wait_for(poisoned, "moving the malformed messages to the poison queue")) == sorted(garbage)
+    assert sorted(wait_for(poisoned, "moving the malformed messages to the poison queue")) == sorted(garbage)
 
 
 def test_message_without_database_is_reported_as_a_failure(protocol: ProtocolClient) -> None:
@@ -187,9 +177,9 @@ def test_report_method_table_fills_in_the_status_rows(protocol: ProtocolClient) 
             return None
         return found if found["Status"] == status else None
 
-    succeeded = _wait_for(lambda: entity(own_row["Id"], "Succeeded"), "the status row of the table-reported success")
+    succeeded = wait_for(lambda: entity(own_row["Id"], "Succeeded"), "the status row of the table-reported success")
     assert succeeded["IngestionSourceId"] == own_row["Id"]
-    failed = _wait_for(lambda: entity(client_row_key, "Failed"), "the status row the client created")
+    failed = wait_for(lambda: entity(client_row_key, "Failed"), "the status row the client created")
     assert failed["ErrorCode"] == "Download_SourceNotFound"
     assert failed["FailureStatus"] == "Permanent"
     assert protocol.notification("failure", named_row["Id"])["ErrorCode"] == "Download_SourceNotFound"  # and the queue

@@ -26,6 +26,7 @@ HOST_SETTINGS_LOCAL: dict[str, str] = {
     "AzureWebJobsStorage": "host storage connection string (Azurite) for local runs",
     "FUNCTIONS_WORKER_RUNTIME": "tells Core Tools / the local host to start the Python worker",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "optional local telemetry",
+    "AzureWebJobs.reconcile_staging.Disabled": "the host's own switch: the reconciliation timer is off locally",
 }
 
 # One connection, two spellings. In Azure the staging connection is identity-based (service URIs plus

@@ -23,7 +23,7 @@ QUERY = (INFRA_DIR / "queries" / "ingestion-failures.kql").read_text(encoding="u
 def _alert_message(caplog: pytest.LogCaptureFixture, **fields: str) -> str:
     notification = failure_notification(origin="ingestion", details="row 3: bad value", blob_name="Sales/Orders/a.csv", **fields)
     with caplog.at_level(logging.INFO, logger=alerts.__name__):
-        alerts.raise_alert(json.dumps(notification), object(), queue_name="ingest-failures", message_id="m1", dequeue_count=1)
+        alerts.raise_alert(json.dumps(notification), queue_name="ingest-failures", message_id="m1", dequeue_count=1)
     (record,) = [r for r in caplog.records if r.name == alerts.__name__]
     return record.getMessage()
 

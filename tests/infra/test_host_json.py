@@ -66,7 +66,7 @@ def alert_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
             notification = failure_notification(
                 error_code="BadRequest_InvalidBlob", details="row 3", origin="ingestion", failure_status=status, blob_name=blob
             )
-            alerts.raise_alert(json.dumps(notification), object(), queue_name="ingest-failures", message_id="m", dequeue_count=1)
+            alerts.raise_alert(json.dumps(notification), queue_name="ingest-failures", message_id="m", dequeue_count=1)
     return [record for record in caplog.records if record.name == alerts.__name__]
 
 

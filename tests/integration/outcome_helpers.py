@@ -1,51 +1,30 @@
-"""Helpers shared by the outcome tests (tracking, outcomes, poison, sinks): a real pipeline on Azurite + emulator."""
+"""Helpers shared by the outcome tests (tracking, outcomes, poison, sinks): a real pipeline on Azurite + emulator.
+
+The settings, services and emulator calls come from `tests.support.stack`; they are importable from here too, the
+place the tests have always imported them from."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-import urllib.request
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
 from azure.storage.queue import QueueClient
 
-from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Azurite, Emulator, free_port
+from devhost.processes import AZURITE_ACCOUNT, AZURITE_KEY, Emulator, free_port
 from shared import schemas
 from shared.recorder import record_blob
-from shared.services import Services, build_services, ensure_queues
-from shared.settings import load_settings
-from shared.sibling_queues import sibling_queue
+from shared.services import Services
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
 from shared.tracking import TrackingReport, poll_operations
+from tests.support.stack import NO_KUSTO, app_settings, emulator_call, make_services  # noqa: F401 - the tests import them from here
 
 DATABASE = "OutcomeDb"
-
-
-NO_KUSTO = "http://127.0.0.1:9"
-"""A Kusto endpoint for tests that never reach Kusto (nothing listens on port 9)."""
-
-
-def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str) -> dict[str, str]:
-    """App settings on Azurite with containers and queues unique to one test (`prefix`), no Kusto token."""
-    return {
-        "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": kusto_uri,
-        "KUSTO_CREDENTIAL": "none",
-        "BLOB_ACCESS": "account_key_sas",
-        "STAGING_CONTAINER": f"{prefix}-staging",
-        "PENDING_QUEUE": f"{prefix}-pending",
-        "FAILURES_QUEUE": f"{prefix}-failures",
-        "TRACKING_QUEUE": f"{prefix}-tracking",
-        "STATE_CONTAINER": f"{prefix}-state",
-        **overrides,
-    }
 
 
 _AZURITE_CREDENTIAL = {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY}
@@ -64,24 +43,6 @@ def unreachable_container() -> ContainerClient:
 def unreachable_queue() -> QueueClient:
     """A queue client for a storage endpoint nobody listens on, failing at once (no retries)."""
     return QueueClient(_nowhere(), "nowhere", credential=_AZURITE_CREDENTIAL, retry_total=0)
-
-
-def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
-    """Services on Azurite + the emulator with queues and containers unique to one test."""
-    polls = {"TRACKING_POLL_INITIAL_SECONDS": "1", "TRACKING_POLL_MAX_SECONDS": "1"}
-    services = build_services(load_settings(app_settings(azurite, emulator.url, prefix, **(polls | overrides))))
-    ensure_queues(services)
-    with contextlib.suppress(ResourceExistsError):
-        services.blob_service.create_container(services.settings.staging_container)
-    return services
-
-
-def emulator_call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else None
 
 
 def create_table(emulator: Emulator, table: str) -> None:
@@ -122,7 +83,7 @@ def track_until_settled(services: Services, *, deadline_seconds: float = 90) -> 
 
 def drain(services: Services, queue_name: str) -> list[str]:
     """Every message of a queue as text (received and deleted)."""
-    queue = sibling_queue(services.failures_queue, queue_name)
+    queue = services.raw_queue(queue_name)
     texts = []
     while True:
         page = list(queue.receive_messages(messages_per_page=32, max_messages=32, visibility_timeout=30))

@@ -111,7 +111,13 @@ def test_markers_expire_after_the_window_and_housekeeping_deletes_them(services:
     assert later.state(key) is None
     housekeep(services)  # the markers are still within the window: kept
     assert container.get_blob_client(key).exists()
-    assert later.forget_expired() == 1
+    # Past the window it counts as absent, yet it is kept as long as the reconciler's look-back needs it...
+    assert later.forget_expired(services.settings.state_retention_seconds) == 0
+    assert services.alert_markers.alerted_versions() == {
+        schemas.parse(schemas.FAILURE_NOTIFICATION, notification())["IngestionSourceId"]
+    }
+    # ...and deleted once that has passed.
+    assert later.forget_expired(window) == 1
     assert not container.get_blob_client(key).exists()
 
 

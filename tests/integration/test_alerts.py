@@ -13,7 +13,8 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from devhost.processes import AZURITE_KEY, Azurite
 from shared import schemas
-from shared.alerts import ALERT_KEY, MALFORMED_NOTIFICATION, raise_alert
+from shared.alerts import ALERT_KEY, raise_alert
+from shared.error_codes import ALERT_MALFORMED_NOTIFICATION as MALFORMED_NOTIFICATION
 from shared.notifications import failure_notification
 from shared.recorder import record_blob
 from shared.services import Services, build_services, ensure_queues
@@ -51,7 +52,6 @@ def trigger(services: Services, caplog: pytest.LogCaptureFixture) -> tuple[Any, 
     caplog.clear()
     alert = raise_alert(
         message.content,
-        services,
         queue_name=services.settings.failures_queue,
         message_id=message.id,
         dequeue_count=message.dequeue_count,

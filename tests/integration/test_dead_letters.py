@@ -23,15 +23,17 @@ from devhost.events import describe
 from devhost.host import LocalHost
 from devhost.processes import Azurite, Emulator
 from shared import schemas
-from shared.dead_letters import BLOB_GONE, FOREIGN, recover_dead_letters
+from shared.dead_letters import recover_dead_letters
+from shared.error_codes import DEAD_LETTER_BLOB_GONE as BLOB_GONE
+from shared.error_codes import DEAD_LETTER_FOREIGN as FOREIGN
 from shared.housekeeping import housekeep
 from shared.recorder import record_blob
 from shared.redaction import plain_blob_url
 from shared.services import Services
 from shared.settings import STAGING_CONNECTION, SettingsError, load_settings
 from shared.staging_area import source_id
-from tests.devhost.apps.recording_app import wait_until
 from tests.integration.outcome_helpers import DATABASE, NO_KUSTO, app_settings, drain, failure_notifications, make_services
+from tests.support.waiting import wait_for
 
 
 @pytest.mark.parametrize("other", ["STAGING_CONTAINER", "STATE_CONTAINER", "QUARANTINE_CONTAINER"])
@@ -127,8 +129,8 @@ def test_housekeeping_recovers_dead_lettered_events_once_and_alerts_the_rest(
     host = start_app_host(services, local_host, f"dl-{unique_name}", event_grid)
     for name in (lost, gone, delivered):
         staging.upload_blob(name, b"a,1\n")
-    wait_until(lambda: len(dead_letters(services)) == 2)
-    wait_until(lambda: services.pending_queue.get_queue_properties().approximate_message_count == 1)
+    wait_for(lambda: len(dead_letters(services)) == 2)
+    wait_for(lambda: services.pending_queue.get_queue_properties().approximate_message_count == 1)
     host.stop(grace=5)
     assert pending_blob_names(services) == [delivered]  # the one event the local Event Grid delivered
 

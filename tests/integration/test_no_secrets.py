@@ -25,15 +25,13 @@ from azure.storage.queue import QueueClient
 from devhost.processes import AZURITE_KEY, Azurite
 from shared import schemas
 from shared.alerts import raise_alert
-from shared.notifications import utc_now_iso
 from shared.poison import watch_poison_queues
-from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
-from shared.staging_area import source_id
 from shared.submission import submit_pending_blobs
 from shared.tracking import poll_operations
 from tests.integration.outcome_helpers import NO_KUSTO, app_settings
+from tests.support.messages import pending_message
 from tests.unit.kusto_fakes import ScriptedTransport, answer, one_api_error
 from tests.unit.test_redaction import every_reading
 
@@ -82,20 +80,8 @@ def services(azurite: Azurite, unique_name: str) -> Iterator[Services]:
 def stage(services: Services, count: int) -> None:
     container = services.settings.staging_container
     for index in range(count):
-        url = plain_blob_url(f"{services.blob_service.url}{container}/SecretDb/Events/{index}.csv")
-        pending = {
-            "version": 1,
-            "blobUrl": url,
-            "container": container,
-            "blobName": f"SecretDb/Events/{index}.csv",
-            "etag": "0x1",
-            "size": 10,
-            "sourceId": source_id(url, "0x1"),
-            "database": "SecretDb",
-            "table": "Events",
-            "properties": {"format": "csv"},
-            "recordedAt": utc_now_iso(),
-        }
+        blob = services.blob_service.get_blob_client(container, f"SecretDb/Events/{index}.csv")
+        pending = pending_message(blob, etag="0x1", size=10, database="SecretDb", table="Events")
         services.pending_queue.send_message(schemas.dump(schemas.PENDING_BLOB, pending))
 
 
@@ -106,9 +92,7 @@ def everything_written(services: Services, caplog: pytest.LogCaptureFixture) -> 
         for message in queue.peek_messages(max_messages=32):
             texts.append(message.content)
             if queue is services.failures_queue:
-                alert = raise_alert(
-                    message.content, services, queue_name=queue.queue_name, message_id=message.id, dequeue_count=1
-                )
+                alert = raise_alert(message.content, queue_name=queue.queue_name, message_id=message.id, dequeue_count=1)
                 texts += [alert.message, json.dumps(alert.dimensions)]
     texts += [record.getMessage() for record in caplog.records]
     return "\n".join(texts)

@@ -13,7 +13,6 @@ import dataclasses
 import io
 import json
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient
 
-from devhost.processes import Azurite, Emulator, start_emulator
+from devhost.processes import Azurite, Emulator
 from kusto_emulator.identity_token import IdentityTokens, load_or_create_key
 from shared import schemas
 from shared.alerts import raise_alert
@@ -35,14 +34,16 @@ from shared.dm_resources import (
     DmResourceCache,
     IngestionResources,
 )
-from shared.queue_relay import INVALID_TOKEN, relay_failures
+from shared.error_codes import INVALID_KUSTO_IDENTITY_TOKEN as INVALID_TOKEN
+from shared.queue_relay import relay_failures
 from shared.queue_submitter import OPERATION_PREFIX, QueueSubmitter
 from shared.recorder import PENDING, record_blob
 from shared.redaction import plain_blob_url
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
 from shared.submission import submit_pending_blobs
-from tests.integration.outcome_helpers import app_settings
+from tests.support.stack import AUTO_CREATE, app_settings, emulator_call, running_emulator
+from tests.support.waiting import wait_for
 
 DATABASE = "QueueModeDb"
 RESOURCES = "get_ingestion_resources"
@@ -50,25 +51,8 @@ TOKEN = "get_kusto_identity_token"
 ROWS = [{"name": "alpha", "value": 1}, {"name": "beta", "value": 2}, {"name": "gamma", "value": 3}]
 
 
-def call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else None
-
-
 def mgmt_counts(emulator: Emulator) -> dict[str, int]:
-    return call(emulator, "GET", "/admin/stats")["mgmtCommands"]
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
-    return result
+    return emulator_call(emulator, "GET", "/admin/stats")["mgmtCommands"]
 
 
 def encode(fmt: str) -> bytes:
@@ -140,7 +124,7 @@ class QueueMode:
         return result.message["sourceId"]
 
     def rows(self) -> int:
-        answer = call(self.emulator, "POST", "/v1/rest/query", {"db": DATABASE, "csl": f"{self.table} | count"})
+        answer = emulator_call(self.emulator, "POST", "/v1/rest/query", {"db": DATABASE, "csl": f"{self.table} | count"})
         return int(answer["Tables"][0]["Rows"][0][0])
 
     def drained(self) -> Any:
@@ -168,12 +152,8 @@ class QueueMode:
 
 @pytest.fixture(scope="module")
 def queue_emulator(azurite: Azurite, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    data_dir = tmp_path_factory.mktemp("queue-mode-emulator")
-    service = start_emulator(
-        azurite.connection_string, data_dir, extra_args=["--auto-create-databases"], log_path=data_dir / "emulator.log"
-    )
-    yield service
-    service.stop()
+    with running_emulator(azurite, tmp_path_factory.mktemp("queue-mode-emulator"), AUTO_CREATE) as service:
+        yield service
 
 
 @pytest.fixture
@@ -191,9 +171,14 @@ def queue_mode(azurite: Azurite, queue_emulator: Emulator, unique_name: str) -> 
         )
     )
     clock = FakeClock()
-    client = ScriptedDataManagement(settings, None)
+    client = ScriptedDataManagement(settings.kusto_ingest_uri, None)
     cache = DmResourceCache(client, clock=clock)
-    submitter = QueueSubmitter(settings, cache)
+    submitter = QueueSubmitter(
+        cache,
+        max_blobs_per_batch=settings.max_blobs_per_batch,
+        report_level=settings.report_level,
+        report_method=settings.report_method,
+    )
     built = build_services(settings)
     assert isinstance(built.submitter, QueueSubmitter), "SUBMISSION_MODE=queue selects the queue submitter"
     # The same services with a cache on a fake clock and a counting client, so the tests can expire it.
@@ -202,7 +187,9 @@ def queue_mode(azurite: Azurite, queue_emulator: Emulator, unique_name: str) -> 
     ensure_queues(services)
     services.blob_service.create_container(settings.staging_container)
     table = f"T{unique_name}"
-    call(queue_emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"})
+    emulator_call(
+        queue_emulator, "POST", "/v1/rest/mgmt", {"db": DATABASE, "csl": f".create table {table} (name:string, value:long)"}
+    )
     yield QueueMode(services, cache, client, clock, queue_emulator, table)
     services.blob_service.delete_container(settings.staging_container)
     for queue in services.queues:
@@ -246,7 +233,7 @@ def test_rotated_ingestion_queues_are_used_once_the_cache_expires(queue_mode: Qu
     queue_mode.stage("before.csv", encode("csv"))
     queue_mode.drained()
     old = {plain_blob_url(url) for url in queue_mode.cache.resources().ingestion_queues}
-    rotated = call(queue_mode.emulator, "POST", "/admin/rotate-ingestion-queues")
+    rotated = emulator_call(queue_mode.emulator, "POST", "/admin/rotate-ingestion-queues")
     new = set(rotated["ingestionQueues"])
     assert new and not new & old
     queue_mode.clock.now += CACHE_LIFETIME_SECONDS
@@ -297,9 +284,7 @@ def test_a_bad_blob_becomes_a_relayed_failure_notification_and_an_alert(
     assert (notification["Origin"], notification["IngestionSourceId"]) == ("relay", source_id)
     assert notification["BlobName"] == f"{DATABASE}/{queue_mode.table}/broken.parquet"
     assert "sig=" not in text
-    alert = raise_alert(
-        text, queue_mode.services, queue_name=queue_mode.services.settings.failures_queue, message_id=message.id, dequeue_count=1
-    )
+    alert = raise_alert(text, queue_name=queue_mode.services.settings.failures_queue, message_id=message.id, dequeue_count=1)
     assert alert.error_code == notification["ErrorCode"] and alert.dimensions["origin"] == "relay"
     assert any(record.getMessage().startswith("KUSTO_INGESTION_FAILURE") for record in caplog.records)
     wait_for(lambda: queue_mode.rows() == len(ROWS), "the good blob's rows")

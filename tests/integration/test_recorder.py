@@ -16,7 +16,7 @@ from azure.storage.blob import BlobClient, ContentSettings
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
 from devhost.processes import AZURITE_KEY, Azurite
-from shared import recorder, routing, schemas
+from shared import error_codes, recorder, schemas
 from shared.recorder import record_blob
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
@@ -186,7 +186,9 @@ def assert_one_failure(staging: Staging, result: recorder.RecordResult, code: st
 
 def test_empty_blob_is_reported_once(staging: Staging) -> None:
     blob = staging.upload("Telemetry/Events/empty.csv", b"")
-    failure = assert_one_failure(staging, record_blob(blob, staging.services), routing.EMPTY_BLOB, "Telemetry/Events/empty.csv")
+    failure = assert_one_failure(
+        staging, record_blob(blob, staging.services), error_codes.ROUTING_EMPTY_BLOB, "Telemetry/Events/empty.csv"
+    )
     assert (failure["Database"], failure["Table"]) == ("Telemetry", "Events")
     assert failure["IngestionSourceId"] == expected_source_id(blob)
     assert "empty (0 bytes)" in failure["Details"]
@@ -195,19 +197,34 @@ def test_empty_blob_is_reported_once(staging: Staging) -> None:
 @pytest.mark.parametrize(
     ("name", "metadata", "code", "reason"),
     [
-        ("Telemetry/Events/a%2fb.csv", {}, routing.INVALID_NAME, "percent-escape '%2f'"),
-        ("Telemetry/Events/a?x=1.csv", {}, routing.INVALID_NAME, "contains '?'"),
-        ("Telemetry/Events/a#b.csv", {}, routing.INVALID_NAME, "contains '#'"),
-        ("Telemetry/Events/a\x01b.csv", {}, routing.INVALID_NAME, "control character"),
-        ("Telemetry//Events/a.csv", {}, routing.INVALID_NAME, "empty path segment"),
-        ("loose.csv", {}, routing.NO_ROUTE, "no routing rule matches"),
-        ("Telemetry/Events/a.dat", {}, routing.UNKNOWN_FORMAT, "cannot tell the data format"),
-        ("Secret/Payroll/a.csv", {}, routing.TARGET_NOT_ALLOWED, "Secret.Payroll (from convention) is not in ALLOWED_TARGETS"),
-        ("Telemetry/Bad!Name/a.csv", {}, routing.INVALID_NAME, "'Bad!Name' is not a valid Kusto table name"),
-        ("Telemetry/Events/b.csv", {"kustoIgnoreFirstRecord": "maybe"}, routing.INVALID_METADATA, "'true' or 'false'"),
-        ("Telemetry/Events/c.csv", {"kustoCreationTime": "31/12/2024"}, routing.INVALID_METADATA, "not an ISO 8601 time"),
-        ("Telemetry/Events/d.csv", {"padding": "x" * 9000}, routing.INVALID_METADATA, "at most 8192"),
-        ("exports/Orders/2024/02/30/p.csv", {}, routing.INVALID_CREATION_TIME, "day is out of range"),
+        ("Telemetry/Events/a%2fb.csv", {}, error_codes.ROUTING_INVALID_NAME, "percent-escape '%2f'"),
+        ("Telemetry/Events/a?x=1.csv", {}, error_codes.ROUTING_INVALID_NAME, "contains '?'"),
+        ("Telemetry/Events/a#b.csv", {}, error_codes.ROUTING_INVALID_NAME, "contains '#'"),
+        ("Telemetry/Events/a\x01b.csv", {}, error_codes.ROUTING_INVALID_NAME, "control character"),
+        ("Telemetry//Events/a.csv", {}, error_codes.ROUTING_INVALID_NAME, "empty path segment"),
+        ("loose.csv", {}, error_codes.ROUTING_NO_ROUTE, "no routing rule matches"),
+        ("Telemetry/Events/a.dat", {}, error_codes.ROUTING_UNKNOWN_FORMAT, "cannot tell the data format"),
+        (
+            "Secret/Payroll/a.csv",
+            {},
+            error_codes.ROUTING_TARGET_NOT_ALLOWED,
+            "Secret.Payroll (from convention) is not in ALLOWED_TARGETS",
+        ),
+        ("Telemetry/Bad!Name/a.csv", {}, error_codes.ROUTING_INVALID_NAME, "'Bad!Name' is not a valid Kusto table name"),
+        (
+            "Telemetry/Events/b.csv",
+            {"kustoIgnoreFirstRecord": "maybe"},
+            error_codes.ROUTING_INVALID_METADATA,
+            "'true' or 'false'",
+        ),
+        (
+            "Telemetry/Events/c.csv",
+            {"kustoCreationTime": "31/12/2024"},
+            error_codes.ROUTING_INVALID_METADATA,
+            "not an ISO 8601 time",
+        ),
+        ("Telemetry/Events/d.csv", {"padding": "x" * 9000}, error_codes.ROUTING_INVALID_METADATA, "at most 8192"),
+        ("exports/Orders/2024/02/30/p.csv", {}, error_codes.ROUTING_INVALID_CREATION_TIME, "day is out of range"),
     ],
 )
 def test_unroutable_blob_is_reported_once_and_not_retried(
@@ -234,7 +251,7 @@ def test_unroutable_blob_is_reported_once_and_not_retried(
 def test_metadata_that_crashed_the_trigger_is_reported_once(staging: Staging, key: str, value: str, reason: str) -> None:
     name = "Telemetry/Events/odd-metadata.csv"
     result = record_blob(staging.upload(name, b"a,b\n", metadata={key: value}), staging.services)
-    failure = assert_one_failure(staging, result, routing.INVALID_METADATA, name)
+    failure = assert_one_failure(staging, result, error_codes.ROUTING_INVALID_METADATA, name)
     assert f"metadata {key.lower()}" in failure["Details"].lower()
     assert reason in failure["Details"]
 
@@ -242,7 +259,9 @@ def test_metadata_that_crashed_the_trigger_is_reported_once(staging: Staging, ke
 def test_name_too_long_for_a_url_in_a_message_is_reported_once(staging: Staging) -> None:
     # 500 CJK characters are 4500 percent-encoded: the pending message could not hold the URL (MessageError).
     name = "Telemetry/Events/" + "日" * 500 + ".csv"
-    failure = assert_one_failure(staging, record_blob(staging.upload(name, b"a\n"), staging.services), routing.INVALID_NAME, name)
+    failure = assert_one_failure(
+        staging, record_blob(staging.upload(name, b"a\n"), staging.services), error_codes.ROUTING_INVALID_NAME, name
+    )
     assert "percent-encoded in its URL" in failure["Details"]
 
 
@@ -250,7 +269,7 @@ def test_name_with_dot_segments_is_refused_before_any_request(staging: Staging) 
     # Azure normalises '..' away, so such a request would read another blob: no request is made at all.
     blob = staging.trigger_client("Telemetry/Events/../Other/x.csv")
     failure = assert_one_failure(
-        staging, record_blob(blob, staging.services), routing.INVALID_NAME, "Telemetry/Events/../Other/x.csv"
+        staging, record_blob(blob, staging.services), error_codes.ROUTING_INVALID_NAME, "Telemetry/Events/../Other/x.csv"
     )
     assert failure["IngestionSourceId"] == ""
 
@@ -260,7 +279,7 @@ def test_gzip_content_encoding_without_gz_name_is_reported(staging: Staging) -> 
         "Telemetry/Events/z.csv", gzip.compress(b"a\n"), content_settings=ContentSettings(content_encoding="gzip")
     )
     failure = assert_one_failure(
-        staging, record_blob(blob, staging.services), routing.COMPRESSION_MISMATCH, "Telemetry/Events/z.csv"
+        staging, record_blob(blob, staging.services), error_codes.ROUTING_COMPRESSION_MISMATCH, "Telemetry/Events/z.csv"
     )
     assert "add .gz to the name" in failure["Details"]
 
@@ -268,7 +287,7 @@ def test_gzip_content_encoding_without_gz_name_is_reported(staging: Staging) -> 
 def test_blob_deleted_before_it_was_read_is_reported(staging: Staging) -> None:
     blob = staging.trigger_client("Telemetry/Events/gone.csv")
     failure = assert_one_failure(
-        staging, record_blob(blob, staging.services), recorder.SOURCE_NOT_FOUND, "Telemetry/Events/gone.csv"
+        staging, record_blob(blob, staging.services), error_codes.DOWNLOAD_SOURCE_NOT_FOUND, "Telemetry/Events/gone.csv"
     )
     assert "deleted before it could be read" in failure["Details"]
 
@@ -312,7 +331,7 @@ def test_pending_message_too_large_for_a_queue_is_reported(azurite: Azurite, uni
     env = make_staging(azurite, unique_name, ROUTING_RULES=json.dumps(rules))
     try:
         blob = env.upload("big/a.csv", b"1\n")
-        failure = assert_one_failure(env, record_blob(blob, env.services), recorder.MESSAGE_TOO_LARGE, "big/a.csv")
+        failure = assert_one_failure(env, record_blob(blob, env.services), error_codes.ROUTING_MESSAGE_TOO_LARGE, "big/a.csv")
         assert "over the queue's 49152" in failure["Details"]
     finally:
         env.services.blob_service.delete_container(unique_name)

@@ -52,7 +52,7 @@ def notification_text(error_code: str = "BadRequest_InvalidMapping", blob: str =
 
 def trigger(services: Services, body: str, message_id: str) -> bool:
     """The log record, then the sinks: what `alert_once` does with these notifications, which name no blob version."""
-    alert = raise_alert(body, services, queue_name=services.settings.failures_queue, message_id=message_id, dequeue_count=1)
+    alert = raise_alert(body, queue_name=services.settings.failures_queue, message_id=message_id, dequeue_count=1)
     return deliver(alert, services)
 
 
@@ -114,7 +114,7 @@ def test_concurrent_workers_count_every_failure_once(
     azurite: Azurite, emulator: Emulator, unique_name: str, receiver: Receiver
 ) -> None:
     services = services_for(azurite, emulator, unique_name, receiver, ALERT_DIGEST_WINDOW_SECONDS="3600")
-    alert = raise_alert(notification_text(), services, queue_name="q", message_id="x", dequeue_count=1)
+    alert = raise_alert(notification_text(), queue_name="q", message_id="x", dequeue_count=1)
     container = services.blob_service.get_container_client(services.settings.state_container)
     book = DigestBook(container, 3600)
     with ThreadPoolExecutor(max_workers=8) as pool:

@@ -18,18 +18,18 @@ from azure.storage.queue import QueueClient
 
 from devhost.processes import Azurite, Emulator
 from shared import schemas
-from shared.kusto_rest import BlobSource, KustoIngestClient
-from shared.notifications import utc_now_iso
+from shared.kusto_rest import BlobSource
 from shared.poison import watch_poison_queues
 from shared.redaction import plain_blob_url
-from shared.services import Services
-from shared.staging_area import source_id
+from shared.services import Services, kusto_client
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
 from shared.submission_ledger import ACCEPTED, NOT_ACCEPTED, SENDING, SubmissionLedger, decode, ledger_key
 from shared.transport import EnvironmentOnceTransport
 from tests.integration import outcome_helpers
 from tests.integration.outcome_helpers import emulator_call, unreachable_container, unreachable_queue
+from tests.support.messages import pending_message
+from tests.support.waiting import wait_for
 
 DATABASE = "SubmitDb"
 
@@ -37,14 +37,6 @@ DATABASE = "SubmitDb"
 def row_count(emulator: Emulator, table: str) -> int:
     answer = emulator_call(emulator, "POST", "/v1/rest/query", {"db": DATABASE, "csl": f"{table} | count"})
     return int(answer["Tables"][0]["Rows"][0][0])
-
-
-def wait_for(condition: Any, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -66,20 +58,7 @@ class Pipeline:
         return blob
 
     def pending(self, blob: BlobClient, etag: str, size: int, table: str | None = None, **properties: Any) -> dict[str, Any]:
-        url = plain_blob_url(blob.url)
-        return {
-            "version": 1,
-            "blobUrl": url,
-            "container": blob.container_name,
-            "blobName": blob.blob_name,
-            "etag": etag,
-            "size": size,
-            "sourceId": source_id(url, etag),
-            "database": DATABASE,
-            "table": table or self.table,
-            "properties": {"format": "csv", **properties},
-            "recordedAt": utc_now_iso(),
-        }
+        return pending_message(blob, etag=etag, size=size, database=DATABASE, table=table or self.table, properties=properties)
 
     def messages(self, queue: str) -> list[str]:
         """Read and delete every message of one queue (decoded text)."""
@@ -265,7 +244,7 @@ def test_each_throttled_try_is_marked_so_a_crash_in_a_back_off_leaves_no_doubt(p
     assert (report.submitted, report.deferred) == (0, 1)
     container = pipeline.services.blob_service.get_container_client(pipeline.services.settings.state_container)
     slots = [container.download_blob(slot.name).readall() for slot in container.list_blobs()]
-    records = [entry.state for data in slots for record_key, entry in decode(data) if record_key == key]
+    records = [record.entry.state for data in slots for record in decode(data)[0] if record.key == key]
     # Every try the pipeline made (the first and its retries) went out as "sending" and came back "not accepted".
     assert len(records) >= 4 and records == [SENDING, NOT_ACCEPTED] * (len(records) // 2)
     assert (pipeline.services.ledger.lookup(key) or pytest.fail("no record")).state == NOT_ACCEPTED
@@ -284,7 +263,7 @@ class AnswerLostTransport(EnvironmentOnceTransport):
 def test_a_submission_whose_answer_was_lost_stays_marked_as_sending(pipeline: Pipeline) -> None:
     blob = pipeline.stage("answer-lost.csv")
     pending = pipeline.pending(blob, blob.get_blob_properties().etag, 8)
-    kusto = KustoIngestClient(pipeline.services.settings, transport=AnswerLostTransport())
+    kusto = kusto_client(pipeline.services.settings, None, transport=AnswerLostTransport())
     with contextlib.closing(kusto):
         report = submit_pending_blobs(replace(pipeline.services, kusto=kusto, submitter=kusto))
     assert (report.submitted, report.deferred) == (0, 1)

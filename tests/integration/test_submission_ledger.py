@@ -14,12 +14,16 @@ from azure.storage.blob import BlobServiceClient, ContainerClient
 from devhost.processes import Azurite
 from shared.submission_ledger import (
     ACCEPTED,
+    FIRST_FORMAT_PREFIX,
+    HEAD_BYTES,
+    MAX_OPERATION_ID_BYTES,
     NOT_ACCEPTED,
     PREFIX,
-    RECORD_BYTES,
     SENDING,
     SLOT_SECONDS,
     SubmissionLedger,
+    decode,
+    encode,
     ledger_key,
     slot_name,
     slot_start,
@@ -69,7 +73,7 @@ def test_what_one_worker_records_another_reads_and_later_appends_are_read_increm
     assert all(key in reader for key in [*first, *second])
     reader.refresh()  # nothing new: the range read past the end is not an error
     blob = container.get_blob_client(slot_name(slot_start(START)))
-    assert blob.get_blob_properties().size == RECORD_BYTES * 23
+    assert blob.get_blob_properties().size == HEAD_BYTES * 23
 
 
 def test_a_cold_worker_reads_every_slot_of_the_window_and_nothing_older(container: ContainerClient) -> None:
@@ -109,9 +113,39 @@ def test_housekeeping_deletes_slots_that_left_the_window_and_keeps_the_rest(cont
     ledger.record(ACCEPTED, keys(1))
     clock.now += WINDOW + SLOT_SECONDS
     ledger.record(ACCEPTED, keys(1))
-    assert ledger.forget_expired() == 1
+    container.upload_blob(FIRST_FORMAT_PREFIX + "202001010000", b"")  # a slot of the first format, long expired
+    assert ledger.forget_expired(WINDOW) == 2
     assert [blob.name for blob in container.list_blobs(name_starts_with=PREFIX)] == [slot_name(slot_start(clock.now))]
-    assert ledger.forget_expired() == 0
+    assert list(container.list_blobs(name_starts_with=FIRST_FORMAT_PREFIX)) == []
+    assert ledger.forget_expired(WINDOW) == 0
+
+
+def test_an_accepted_record_names_its_operation_and_history_reads_it_back(container: ContainerClient) -> None:
+    clock = Clock()
+    ledger = SubmissionLedger(container, WINDOW, clock)
+    (key,) = keys(1)
+    ledger.record(SENDING, [key])
+    clock.now += 1
+    ledger.record(ACCEPTED, [key], "1;2;8c5a1f0e-6d0b-4d5e-9a39-2f0a7c0f5b11")
+    history = ledger.history(key, since=START - SLOT_SECONDS)
+    assert [(record.entry.state, record.operation_id) for record in history] == [
+        (SENDING, ""),
+        (ACCEPTED, "1;2;8c5a1f0e-6d0b-4d5e-9a39-2f0a7c0f5b11"),
+    ]
+    assert ledger.lookup(key) is not None and ledger.lookup(key).state == ACCEPTED  # type: ignore[union-attr]
+
+
+def test_records_are_read_whole_only_and_an_id_too_long_to_keep_is_left_out() -> None:
+    key = uuid.uuid4().bytes
+    whole = encode(ACCEPTED, 5, key, "op-1") + encode(SENDING, 6, key)
+    records, used = decode(whole + encode(ACCEPTED, 7, key, "op-2")[:-2])  # the last one still being appended
+    assert used == len(whole)
+    assert [(record.entry.state, record.entry.millis, record.operation_id) for record in records] == [
+        (ACCEPTED, 5, "op-1"),
+        (SENDING, 6, ""),
+    ]
+    assert len(encode(ACCEPTED, 1, key, "x" * (MAX_OPERATION_ID_BYTES + 1))) == HEAD_BYTES
+    assert len(encode(ACCEPTED, 1, key, "é")) == HEAD_BYTES
 
 
 def test_a_resubmission_has_its_own_key_and_next_attempt_skips_accepted_ones(container: ContainerClient) -> None:
@@ -137,7 +171,7 @@ def test_chunks_recorded_at_once_share_appends_and_every_key_is_stored(container
     reader.refresh()
     assert all(key in reader for chunk in chunks for key in chunk)
     properties = container.get_blob_client(slot_name(slot_start(START))).get_blob_properties()
-    assert properties.size == RECORD_BYTES * 20 * 16
+    assert properties.size == HEAD_BYTES * 20 * 16
     assert 1 <= properties.append_blob_committed_block_count <= 16
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -12,9 +11,9 @@ from azure.storage.queue import QueueClient
 
 from devhost.processes import Azurite, Emulator
 from shared import schemas
-from shared.notifications import utc_now_iso
 from shared.redaction import REDACTED, plain_blob_url
 from shared.services import Services
+from shared.times import utc_now_iso
 from shared.tracking import poll_operations
 from tests.integration.outcome_helpers import (
     blob_names,
@@ -27,6 +26,7 @@ from tests.integration.outcome_helpers import (
     track_until_settled,
 )
 from tests.integration.outcome_helpers import make_services as _make_services
+from tests.support.waiting import wait_for
 
 SECRET_MARKERS = ("sig=", "AccountKey", "Eby8vdM02", "Bearer ")
 
@@ -220,14 +220,12 @@ def test_unknown_old_operation_alerts_status_failed(azurite: Azurite, emulator: 
     assert [(n["ErrorCode"], n["FailureStatus"]) for n in notifications] == [("Tracking_StatusFailed", "Unknown")]
 
 
-def wait_until_finished(services: Services, record: dict, deadline_seconds: float = 60) -> None:
-    deadline = time.monotonic() + deadline_seconds
-    while time.monotonic() < deadline:
+def wait_until_finished(services: Services, record: dict) -> None:
+    def finished() -> bool:
         status = services.kusto.get_status(record["database"], record["table"], record["operationId"], details=True)
-        if status.blobs and all(blob.finished for blob in status.blobs):
-            return
-        time.sleep(0.2)
-    raise AssertionError("the emulator did not finish the operation")
+        return bool(status.blobs) and all(blob.finished for blob in status.blobs)
+
+    wait_for(finished, "the emulator to finish the operation")
 
 
 def test_malformed_tracking_message_alerts_and_is_deleted(azurite: Azurite, emulator: Emulator, unique_name: str) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from devhost.processes import Azurite, Emulator, free_port
 from shared import storage
-from shared.kusto_rest import KustoIngestClient
+from shared.services import kusto_client
 from shared.settings import StorageConnection, load_settings
 
 
@@ -22,12 +22,12 @@ def dead_proxy_for_all_but_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("dead_proxy_for_all_but_loopback")
 def test_queue_and_blob_clients_reach_azurite_directly_when_no_proxy_exempts_it(azurite: Azurite, unique_name: str) -> None:
-    connection = StorageConnection(connection_string=azurite.connection_string)
-    queue = storage.queue_client(connection, unique_name)
+    account = storage.storage_account(StorageConnection(connection_string=azurite.connection_string))
+    queue = account.queue(unique_name)
     storage.ensure_queue(queue)
     queue.send_message("through the transport")
     assert [message.content for message in queue.receive_messages()] == ["through the transport"]
-    container = storage.blob_service_client(connection).create_container(unique_name)
+    container = account.blob_service.create_container(unique_name)
     container.upload_blob("a.csv", b"x,1\n")
     assert container.download_blob("a.csv").readall() == b"x,1\n"
 
@@ -43,7 +43,7 @@ def test_the_kusto_client_reaches_the_emulator_directly_when_no_proxy_exempts_it
             "BLOB_ACCESS": "account_key_sas",
         }
     )
-    client = KustoIngestClient(settings)
+    client = kusto_client(settings, None)
     try:
         assert client.get_configuration().from_server
     finally:

@@ -21,10 +21,8 @@ from azure.storage.blob import BlobClient
 
 from devhost.processes import Azurite, Emulator
 from shared import schemas, submission
-from shared.notifications import utc_now_iso
 from shared.redaction import plain_blob_url
 from shared.services import Services
-from shared.staging_area import source_id
 from shared.storage import decode_message
 from shared.submission import submit_pending_blobs
 from shared.tracking import poll_operations
@@ -40,6 +38,8 @@ from tests.integration.outcome_helpers import (
     stage,
     track_until_settled,
 )
+from tests.support.messages import pending_message
+from tests.support.waiting import wait_for
 
 
 def rows(emulator: Emulator, table: str) -> int:
@@ -48,11 +48,7 @@ def rows(emulator: Emulator, table: str) -> int:
 
 
 def wait_for_rows(emulator: Emulator, table: str, expected: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while rows(emulator, table) != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{table} has {rows(emulator, table)} rows, not {expected}")
-        time.sleep(0.2)
+    wait_for(lambda: rows(emulator, table) == expected, f"{table} to hold {expected} rows", timeout=timeout)
 
 
 def send_raw(services: Services, document: dict[str, Any]) -> None:
@@ -62,22 +58,7 @@ def send_raw(services: Services, document: dict[str, Any]) -> None:
 
 def pending_for(blob: BlobClient, table: str, **changes: Any) -> dict[str, Any]:
     """A pending message for `blob`, consistent in itself (its sourceId is its URL and ETag's), then `changes`."""
-    url = plain_blob_url(blob.url)
-    etag = blob.get_blob_properties().etag
-    message = {
-        "version": 1,
-        "blobUrl": url,
-        "container": blob.container_name,
-        "blobName": blob.blob_name,
-        "etag": etag,
-        "size": 8,
-        "sourceId": source_id(url, etag),
-        "database": DATABASE,
-        "table": table,
-        "properties": {"format": "csv"},
-        "recordedAt": utc_now_iso(),
-    }
-    return {**message, **changes}
+    return pending_message(blob, etag=blob.get_blob_properties().etag, size=8, database=DATABASE, table=table, **changes)
 
 
 @pytest.fixture

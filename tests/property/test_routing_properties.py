@@ -23,18 +23,18 @@ from urllib.parse import quote
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from shared import recorder, routing, schemas
+from shared import error_codes, recorder, routing, schemas
 from shared.names import entity_name_problem, has_control_characters, has_lone_surrogate
 from shared.routing import Route, Router, RoutingError, RoutingRulesError, compile_path_pattern, compile_rules
 from tests.property.strategies import ANY_TEXT, DATETIME_TEXT, HUGE_TEXT, NASTY_FRAGMENTS
 
 CODES = {
-    routing.NO_ROUTE,
-    routing.UNKNOWN_FORMAT,
-    routing.TARGET_NOT_ALLOWED,
-    routing.INVALID_NAME,
-    routing.INVALID_METADATA,
-    routing.INVALID_CREATION_TIME,
+    error_codes.ROUTING_NO_ROUTE,
+    error_codes.ROUTING_UNKNOWN_FORMAT,
+    error_codes.ROUTING_TARGET_NOT_ALLOWED,
+    error_codes.ROUTING_INVALID_NAME,
+    error_codes.ROUTING_INVALID_METADATA,
+    error_codes.ROUTING_INVALID_CREATION_TIME,
 }
 
 RULES = [
@@ -268,7 +268,7 @@ def test_every_metadata_key_with_any_value_is_recorded_or_refused_naming_the_key
     key = spelling(key)
     outcome = assert_routes_or_reports(ROUTER, "Telemetry/Events/x.csv", {key: value})
     if isinstance(outcome, RoutingError):
-        assert outcome.code in (routing.INVALID_METADATA, routing.INVALID_NAME), outcome
+        assert outcome.code in (error_codes.ROUTING_INVALID_METADATA, error_codes.ROUTING_INVALID_NAME), outcome
         assert f"metadata {key}" in outcome.reason or "the blob's metadata is" in outcome.reason, outcome.reason
 
 
@@ -280,7 +280,7 @@ def test_every_metadata_key_with_any_value_is_recorded_or_refused_naming_the_key
 def test_any_creation_time_in_metadata_is_recorded_or_refused_as_invalid_metadata(name: str, key: str, value: str) -> None:
     outcome = assert_routes_or_reports(ROUTER, "Telemetry/Events/x.csv", {key: value})
     if isinstance(outcome, RoutingError):
-        assert outcome.code == routing.INVALID_METADATA
+        assert outcome.code == error_codes.ROUTING_INVALID_METADATA
         assert f"metadata {key}=" in outcome.reason
     else:
         given_time = datetime.fromisoformat(value.strip())
@@ -297,13 +297,13 @@ def test_check_blob_name_accepts_or_refuses_with_invalid_name(name: str) -> None
     try:
         routing.check_blob_name(name)
     except RoutingError as error:
-        assert error.code == routing.INVALID_NAME
+        assert error.code == error_codes.ROUTING_INVALID_NAME
         assert_reportable(error, name)
     else:
         assert 1 <= len(name) <= 1024
         assert len(blob_url(name)) <= recorder.URL_MAX_LENGTH
         schemas.validate(schemas.PENDING_BLOB, {**PENDING_TEMPLATE, "blobName": name, "blobUrl": blob_url(name)})
-        assert_reportable(RoutingError(routing.NO_ROUTE, "a reason"), name)
+        assert_reportable(RoutingError(error_codes.ROUTING_NO_ROUTE, "a reason"), name)
 
 
 PATTERN_PIECES = st.one_of(

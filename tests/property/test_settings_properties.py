@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from devhost.ncrontab import NcrontabSchedule
 from shared.ncrontab import parse_ncrontab
-from shared.queue_submitter import REPORT_LEVEL_CODES, REPORT_METHOD_CODES, check_report_settings
-from shared.settings import SETTING_NAMES, Settings, SettingsError, load_settings
+from shared.queue_submitter import REPORT_LEVEL_CODES, REPORT_METHOD_CODES
+from shared.settings import SETTING_NAMES, Settings, SettingsError, check_queue_report_settings, load_settings
 
 LOCAL = {
     "StagingStorage": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
@@ -346,7 +346,7 @@ def test_accepted_queue_mode_report_settings_are_ones_the_submitter_sends(level:
         assert len(message.splitlines()) == 1 and ("REPORT_LEVEL" in message or "REPORT_METHOD" in message), message
         return
     assert loaded.report_level in REPORT_LEVEL_CODES and loaded.report_method in REPORT_METHOD_CODES
-    check_report_settings(loaded)  # the submitter's own guard agrees
+    check_queue_report_settings(loaded.report_level, loaded.report_method)  # the queue-mode guard agrees
 
 
 RULES_TEXT = st.one_of(

@@ -20,7 +20,10 @@ pytestmark = pytest.mark.e2e
 
 
 def test_blobs_survive_faults_and_a_crash_with_nothing_lost_and_no_silent_duplicate(tmp_path: Path) -> None:
-    result = run_soak(SoakConfig(blobs=300, kills=1, settle_timeout=180, work_dir=tmp_path), log=lambda _line: None)
+    result = run_soak(
+        SoakConfig(blobs=300, kills=1, settle_timeout=180, work_dir=tmp_path, lost_phase_blobs=20, lost_grace_seconds=8),
+        log=lambda _line: None,
+    )
     assert result.kills, "the local host was never killed"
     assert result.lost == [], f"well-formed blobs lost: {result.lost[:10]}"
     assert result.duplicated == {}, f"blobs ingested more than once without notice: {result.duplicated}"
@@ -29,5 +32,7 @@ def test_blobs_survive_faults_and_a_crash_with_nothing_lost_and_no_silent_duplic
     assert result.alerted_twice == {}, f"malformed blobs alerted more than once: {result.alerted_twice}"
     assert result.unexpected_alerts == [], f"alerts about well-formed blobs: {result.unexpected_alerts}"
     assert not any(result.queues_left.values()), f"queues not drained: {result.queues_left}"
+    assert result.lost_events == 5 and result.unrecovered == [], f"lost events never recovered: {result.unrecovered}"
+    assert result.recovered_settled == [], f"settled blobs taken for lost: {result.recovered_settled}"
     assert result.malformed == 15
     assert set(result.alerts_by_code) >= {"Routing_EmptyBlob", "Routing_NoRoute", "Stream_WrongNumberOfFields"}

@@ -10,12 +10,11 @@ import pytest
 
 from devhost.processes import AZURITE_KEY
 from shared import alerts, schemas
-from shared.alerts import ALERT_KEY, MALFORMED_NOTIFICATION, Alert, raise_alert
+from shared.alerts import ALERT_KEY, Alert, raise_alert
+from shared.error_codes import ALERT_MALFORMED_NOTIFICATION as MALFORMED_NOTIFICATION
 from shared.notifications import failure_notification
 from shared.webhook import PAYLOADS, AlertContent, encode_body
 
-# The log record needs no client, so the unit tests hand over no Services (the trigger passes the real one).
-NO_SERVICES: Any = None
 SIGNATURE = "s1gnatureVALUE0123456789abcdef%3D"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2t1c3RvIn0.c2lnbmF0dXJlLXBhcnQ"
 
@@ -42,7 +41,6 @@ def alert_for(caplog: pytest.LogCaptureFixture, body: str, **kwargs: Any) -> tup
     caplog.clear()
     alert = raise_alert(
         body,
-        NO_SERVICES,
         queue_name=kwargs.get("queue_name", "ingest-failures"),
         message_id=kwargs.get("message_id", "m-1"),
         dequeue_count=kwargs.get("dequeue_count", 1),

@@ -33,7 +33,14 @@ def settings(values: dict[str, str]) -> Settings:
 
 
 def blob_access(values: Settings, service: BlobServiceClient, **options: Any) -> BlobAccess:
-    return BlobAccess(values, StagingArea(service, values.staging_container, values.allowed_targets), **options)
+    return BlobAccess(
+        StagingArea(service, values.staging_container, values.allowed_targets),
+        mode=values.blob_access,
+        identity=values.blob_access_identity,
+        sas_lifetime_minutes=values.sas_lifetime_minutes,
+        account_key=values.staging.account_key(),
+        **options,
+    )
 
 
 class Clock:

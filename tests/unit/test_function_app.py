@@ -85,7 +85,7 @@ def trigger(function: Any) -> dict[str, Any]:
 
 
 def test_exactly_the_app_functions_are_registered(functions: dict[str, Any]) -> None:
-    assert set(functions) == {"record_staged_blob", "submit_pending", "track_outcomes", "alert_on_failure", "housekeeping"}
+    assert set(functions) == APP_FUNCTIONS
 
 
 def test_blob_trigger_watches_the_staging_container_as_an_sdk_client(functions: dict[str, Any]) -> None:
@@ -112,7 +112,12 @@ def test_timer_runs_on_the_schedule_setting_without_monitor_or_startup_run(funct
 
 
 @pytest.mark.parametrize(
-    ("name", "schedule"), [("track_outcomes", "%TRACK_SCHEDULE%"), ("housekeeping", "%HOUSEKEEPING_SCHEDULE%")]
+    ("name", "schedule"),
+    [
+        ("track_outcomes", "%TRACK_SCHEDULE%"),
+        ("housekeeping", "%HOUSEKEEPING_SCHEDULE%"),
+        ("reconcile_staging", "%RECONCILE_SCHEDULE%"),
+    ],
 )
 def test_the_other_timers_use_their_schedule_settings(functions: dict[str, Any], name: str, schedule: str) -> None:
     binding = trigger(functions[name])
@@ -137,10 +142,17 @@ def test_the_blob_trigger_source_follows_the_setting() -> None:
     assert trigger(blob)["source"] == "EventGrid"
 
 
-# Issue #24, item 3: whatever the settings, all five functions are indexed; a function whose settings are invalid
+# Issue #24, item 3: whatever the settings, all six functions are indexed; a function whose settings are invalid
 # fails each run with one ERROR line, and an invalid optional setting turns off only its feature.
 
-APP_FUNCTIONS = {"record_staged_blob", "submit_pending", "track_outcomes", "alert_on_failure", "housekeeping"}
+APP_FUNCTIONS = {
+    "record_staged_blob",
+    "submit_pending",
+    "track_outcomes",
+    "alert_on_failure",
+    "housekeeping",
+    "reconcile_staging",
+}
 AZURE = {
     "StagingStorage__blobServiceUri": "https://acct.blob.core.windows.net",
     "StagingStorage__queueServiceUri": "https://acct.queue.core.windows.net",
@@ -210,7 +222,7 @@ def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
         "nothing-set",
     ],
 )
-def test_all_five_functions_are_indexed_whatever_the_settings(
+def test_all_six_functions_are_indexed_whatever_the_settings(
     app_settings: Callable[[dict[str, str]], dict[str, Any]], values: dict[str, str], source: str
 ) -> None:
     functions = app_settings(values)

@@ -17,13 +17,14 @@ from azure.core.exceptions import (
 )
 
 from shared.kusto_errors import KustoAuthError, PermanentKustoError, TransientKustoError, UncertainKustoError
+from shared.kusto_pipeline import parse_retry_after
 from shared.kusto_rest import (
     FALLBACK_MAX_BLOBS_PER_BATCH,
     BlobSource,
     KustoIngestClient,
-    parse_retry_after,
     parse_timespan,
 )
+from shared.services import kusto_client
 from shared.settings import Settings, load_settings
 from tests.unit.kusto_fakes import ScriptedTransport, answer, one_api_error
 
@@ -67,7 +68,7 @@ def client(
     transport = ScriptedTransport(*script)
     if credential is not None:
         overrides.setdefault("KUSTO_CREDENTIAL", "managedidentity")
-    return KustoIngestClient(settings(**overrides), credential=credential, transport=transport, clock=clock), transport
+    return kusto_client(settings(**overrides), credential, transport=transport, clock=clock), transport
 
 
 def submit(kusto: KustoIngestClient, database: str = "Telemetry", table: str = "Events") -> str:
@@ -295,7 +296,7 @@ def test_a_credential_that_cannot_get_a_token_is_an_auth_error() -> None:
 
 def test_http_logging_redacts_the_token_and_never_logs_the_body(caplog: pytest.LogCaptureFixture) -> None:
     kusto, _ = client(answer(400, one_api_error("BadRequest", f"bad blob {SAS_URL}")), credential=FixedTokenCredential())
-    with caplog.at_level(logging.DEBUG, logger="shared.kusto_rest.http"), pytest.raises(PermanentKustoError):
+    with caplog.at_level(logging.DEBUG, logger="shared.kusto_pipeline.http"), pytest.raises(PermanentKustoError):
         submit(kusto)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     assert "x-ms-client-request-id" in logged, "the request/response log lines were written"
@@ -307,12 +308,12 @@ def test_request_lines_are_not_logged_unless_the_http_logger_is_turned_up(caplog
     kusto, _ = client(answer(400, one_api_error("BadRequest", "bad")))
     with caplog.at_level(logging.INFO), pytest.raises(PermanentKustoError):
         submit(kusto)
-    assert not [record for record in caplog.records if record.name == "shared.kusto_rest.http"]
+    assert not [record for record in caplog.records if record.name == "shared.kusto_pipeline.http"]
 
 
 def test_the_credential_is_required_unless_the_setting_says_none() -> None:
     with pytest.raises(ValueError, match="KUSTO_CREDENTIAL"):
-        KustoIngestClient(settings(KUSTO_CREDENTIAL="managedidentity"), transport=ScriptedTransport())
+        kusto_client(settings(KUSTO_CREDENTIAL="managedidentity"), None, transport=ScriptedTransport())
 
 
 # -- configuration ---------------------------------------------------------------------------------------

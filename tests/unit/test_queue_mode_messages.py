@@ -11,8 +11,8 @@ from shared import schemas
 from shared.kusto_errors import PermanentKustoError
 from shared.kusto_rest import BlobSource
 from shared.queue_relay import _relayed
-from shared.queue_submitter import INGESTION_MESSAGE, build_ingestion_message, check_report_settings
-from shared.settings import SettingsError, load_settings
+from shared.queue_submitter import INGESTION_MESSAGE, build_ingestion_message
+from shared.settings import SettingsError, check_queue_report_settings, load_settings
 
 SOURCE_ID = "6f1c8f53-54a4-5b7e-9a51-4c1ab4a0c1d1"
 SAS_URL = "https://acct.blob.core.windows.net/staging/Db/T/a.csv?se=2030-01-01&sp=r&sv=2025-07-05&sr=b&sig=SECRETSIG"
@@ -141,8 +141,9 @@ def settings_with(**values: str) -> Any:
 @pytest.mark.parametrize(("name", "value"), [("REPORT_LEVEL", "None"), ("REPORT_METHOD", "Table")])
 def test_report_settings_that_would_hide_failures_are_refused(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
-        check_report_settings(settings_with(**{name: value}))
-    check_report_settings(settings_with(REPORT_LEVEL="FailuresAndSuccesses", REPORT_METHOD="QueueAndTable"))
+        refused = settings_with(**{name: value})
+        check_queue_report_settings(refused.report_level, refused.report_method)
+    check_queue_report_settings("FailuresAndSuccesses", "QueueAndTable")
 
 
 def test_a_kusto_failure_notification_becomes_a_schema_valid_relay_notification() -> None:

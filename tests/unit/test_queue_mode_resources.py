@@ -63,7 +63,7 @@ class FakeClock:
 
 
 def cache_over(transport: ScriptedTransport, clock: FakeClock) -> DmResourceCache:
-    return DmResourceCache(DataManagementClient(SETTINGS, None, transport=transport), clock=clock)
+    return DmResourceCache(DataManagementClient(SETTINGS.kusto_ingest_uri, transport=transport), clock=clock)
 
 
 def commands(transport: ScriptedTransport) -> list[str]:

@@ -41,8 +41,10 @@ class Harness:
     def __init__(self, *storage_script: Any, kusto_script: tuple[Any, ...] | None = None) -> None:
         self.kusto = ScriptedTransport(*(kusto_script or (answer(200, token_answer("tok")), answer(200, resources_answer(0)))))
         self.storage = ScriptedTransport(*storage_script)
-        self.cache = DmResourceCache(DataManagementClient(SETTINGS, None, transport=self.kusto), clock=FakeClock())
-        self.submitter = QueueSubmitter(SETTINGS, self.cache, queue_client_for=self.queue_client)
+        self.cache = DmResourceCache(DataManagementClient(SETTINGS.kusto_ingest_uri, transport=self.kusto), clock=FakeClock())
+        self.submitter = QueueSubmitter(
+            self.cache, max_blobs_per_batch=SETTINGS.max_blobs_per_batch, queue_client_for=self.queue_client
+        )
 
     def queue_client(self, url: str) -> QueueClient:
         return QueueClient.from_queue_url(

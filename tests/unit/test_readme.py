@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from shared import error_codes
 from shared.settings import SETTING_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,20 @@ def test_the_settings_table_lists_exactly_the_settings_the_code_reads() -> None:
     assert set(rows) == set(SETTING_NAMES), (
         f"missing from the README: {sorted(set(SETTING_NAMES) - set(rows))}; "
         f"not read by the code: {sorted(set(rows) - set(SETTING_NAMES))}"
+    )
+
+
+def test_the_alert_table_lists_exactly_the_error_codes_the_app_coins() -> None:
+    coined = {
+        value
+        for name, value in vars(error_codes).items()
+        if name.isupper() and isinstance(value, str) and value.startswith(error_codes.APP_PREFIXES)
+    }
+    table = "\n".join(line for line in _section("What happens to a blob, and every alert").splitlines() if line.startswith("|"))
+    listed = set(re.findall(rf"`((?:{'|'.join(error_codes.APP_PREFIXES)})[A-Za-z]+)`", table))
+    assert coined == listed, (
+        f"missing from the README's alert table: {sorted(coined - listed)}; "
+        f"not in shared/error_codes.py: {sorted(listed - coined)}"
     )
 
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from shared import routing
+from shared import error_codes
 from shared.routing import Router, RoutingError, RoutingRulesError, compile_path_pattern, compile_rules, target_allowed
+from shared.services import build_services
 from shared.settings import SettingsError, load_settings
 
 
@@ -42,13 +43,13 @@ def test_convention_with_folders_below_the_table() -> None:
 
 def test_no_rule_and_no_convention_is_no_route() -> None:
     error = refused(router(), "Telemetry/file.csv")
-    assert error.code == routing.NO_ROUTE
+    assert error.code == error_codes.ROUTING_NO_ROUTE
     assert "'Telemetry/file.csv'" in error.reason and "kustoDatabase" in error.reason
 
 
 def test_convention_with_an_invalid_table_name() -> None:
     error = refused(router(), "Telemetry/Bad!Table/file.csv")
-    assert error.code == routing.INVALID_NAME
+    assert error.code == error_codes.ROUTING_INVALID_NAME
     assert "'Bad!Table' is not a valid Kusto table name" in error.reason and "convention" in error.reason
 
 
@@ -103,7 +104,7 @@ def test_creation_time_can_be_turned_off() -> None:
 
 def test_impossible_date_in_the_path_is_reported() -> None:
     error = refused(router({"path": "d/{yyyy}/{MM}/{dd}/*.csv", "database": "D", "table": "T"}), "d/2024/13/40/x.csv")
-    assert error.code == routing.INVALID_CREATION_TIME
+    assert error.code == error_codes.ROUTING_INVALID_CREATION_TIME
     assert "rule 0" in error.reason and "month must be in 1..12" in error.reason
 
 
@@ -196,7 +197,7 @@ def test_metadata_table_alone_keeps_the_conventions_database() -> None:
 
 def test_metadata_table_alone_without_a_database_is_no_route() -> None:
     error = refused(router(), "loose.csv", {"kustoTable": "T"})
-    assert error.code == routing.NO_ROUTE and "no database" in error.reason
+    assert error.code == error_codes.ROUTING_NO_ROUTE and "no database" in error.reason
 
 
 def test_metadata_keys_are_case_insensitive_and_alternatives_work() -> None:
@@ -226,32 +227,48 @@ def test_unrelated_metadata_is_ignored() -> None:
 @pytest.mark.parametrize(
     ("metadata", "code", "fragment"),
     [
-        ({"kustoTable": "My Table!"}, routing.INVALID_NAME, "metadata kustoTable: 'My Table!' is not a valid Kusto table name"),
-        ({"kustoDatabase": " "}, routing.INVALID_NAME, "metadata kustoDatabase"),
-        ({"kustoDataFormat": "xml"}, routing.INVALID_METADATA, "'xml' is not a Kusto data format"),
-        ({"kustoIgnoreFirstRecord": "yes"}, routing.INVALID_METADATA, "must be 'true' or 'false'"),
-        ({"kustoCreationTime": "yesterday"}, routing.INVALID_METADATA, "kustoCreationTime='yesterday' is not an ISO 8601 time"),
-        ({"kustoCreationTime": "2024-02-30T00:00:00Z"}, routing.INVALID_METADATA, "not an ISO 8601 time"),
-        ({"rawSizeBytes": "-1"}, routing.INVALID_METADATA, "must be a whole number of bytes"),
-        ({"rawSizeBytes": "12kb"}, routing.INVALID_METADATA, "must be a whole number of bytes"),
-        ({"kustoExtentTags": "[not json"}, routing.INVALID_METADATA, "not a JSON array"),
-        ({"kustoExtentTags": '["a", 1]'}, routing.INVALID_METADATA, "JSON array of strings"),
-        ({"kustoExtentTags": "a,,b"}, routing.INVALID_METADATA, "printable characters"),
-        ({"kustoExtentTags": ",".join(f"t{i}" for i in range(101))}, routing.INVALID_METADATA, "at most 100"),
-        ({"kustoIngestionMappingReference": "map\nx"}, routing.INVALID_METADATA, "printable characters"),
-        ({"padding": "x" * 8200}, routing.INVALID_METADATA, "Azure allows at most 8192"),
+        (
+            {"kustoTable": "My Table!"},
+            error_codes.ROUTING_INVALID_NAME,
+            "metadata kustoTable: 'My Table!' is not a valid Kusto table name",
+        ),
+        ({"kustoDatabase": " "}, error_codes.ROUTING_INVALID_NAME, "metadata kustoDatabase"),
+        ({"kustoDataFormat": "xml"}, error_codes.ROUTING_INVALID_METADATA, "'xml' is not a Kusto data format"),
+        ({"kustoIgnoreFirstRecord": "yes"}, error_codes.ROUTING_INVALID_METADATA, "must be 'true' or 'false'"),
+        (
+            {"kustoCreationTime": "yesterday"},
+            error_codes.ROUTING_INVALID_METADATA,
+            "kustoCreationTime='yesterday' is not an ISO 8601 time",
+        ),
+        ({"kustoCreationTime": "2024-02-30T00:00:00Z"}, error_codes.ROUTING_INVALID_METADATA, "not an ISO 8601 time"),
+        ({"rawSizeBytes": "-1"}, error_codes.ROUTING_INVALID_METADATA, "must be a whole number of bytes"),
+        ({"rawSizeBytes": "12kb"}, error_codes.ROUTING_INVALID_METADATA, "must be a whole number of bytes"),
+        ({"kustoExtentTags": "[not json"}, error_codes.ROUTING_INVALID_METADATA, "not a JSON array"),
+        ({"kustoExtentTags": '["a", 1]'}, error_codes.ROUTING_INVALID_METADATA, "JSON array of strings"),
+        ({"kustoExtentTags": "a,,b"}, error_codes.ROUTING_INVALID_METADATA, "printable characters"),
+        ({"kustoExtentTags": ",".join(f"t{i}" for i in range(101))}, error_codes.ROUTING_INVALID_METADATA, "at most 100"),
+        ({"kustoIngestionMappingReference": "map\nx"}, error_codes.ROUTING_INVALID_METADATA, "printable characters"),
+        ({"padding": "x" * 8200}, error_codes.ROUTING_INVALID_METADATA, "Azure allows at most 8192"),
         # Each of these raised something other than RoutingError, which failed the trigger five times (issue #23).
         (
             {"kustoCreationTime": "0001-01-01T00:00:00+14:00"},
-            routing.INVALID_METADATA,
+            error_codes.ROUTING_INVALID_METADATA,
             "kustoCreationTime='0001-01-01T00:00:00+14:00' is outside the years 0001-9999 when converted to UTC",
         ),
-        ({"kustoCreationTimeUtc": "9999-12-31T23:59:59-14:00"}, routing.INVALID_METADATA, "outside the years 0001-9999"),
-        ({"kustoCreationTime": "2016-12-31T23:59:60Z"}, routing.INVALID_METADATA, "not an ISO 8601 time"),
-        ({"kustoExtentTags": "[" * 5000}, routing.INVALID_METADATA, "kustoExtentTags starts with '[' but is not a JSON array"),
-        ({"kustoExtentTags": "[" + "1" * 5000 + "]"}, routing.INVALID_METADATA, "is not a JSON array"),
-        ({"kustoExtentTags": '["\\ud800"]'}, routing.INVALID_METADATA, "printable characters"),
-        ({"rawSizeBytes": "9223372036854775808"}, routing.INVALID_METADATA, "at most 9223372036854775807"),
+        (
+            {"kustoCreationTimeUtc": "9999-12-31T23:59:59-14:00"},
+            error_codes.ROUTING_INVALID_METADATA,
+            "outside the years 0001-9999",
+        ),
+        ({"kustoCreationTime": "2016-12-31T23:59:60Z"}, error_codes.ROUTING_INVALID_METADATA, "not an ISO 8601 time"),
+        (
+            {"kustoExtentTags": "[" * 5000},
+            error_codes.ROUTING_INVALID_METADATA,
+            "kustoExtentTags starts with '[' but is not a JSON array",
+        ),
+        ({"kustoExtentTags": "[" + "1" * 5000 + "]"}, error_codes.ROUTING_INVALID_METADATA, "is not a JSON array"),
+        ({"kustoExtentTags": '["\\ud800"]'}, error_codes.ROUTING_INVALID_METADATA, "printable characters"),
+        ({"rawSizeBytes": "9223372036854775808"}, error_codes.ROUTING_INVALID_METADATA, "at most 9223372036854775807"),
         ({"\ud800": "x"}, None, ""),
     ],
 )
@@ -269,7 +286,7 @@ def test_malformed_metadata_is_refused_with_the_key_named(metadata: dict[str, st
 
 def test_unknown_extension_is_unknown_format() -> None:
     error = refused(router(), "Db/T/x.dat")
-    assert error.code == routing.UNKNOWN_FORMAT
+    assert error.code == error_codes.ROUTING_UNKNOWN_FORMAT
     assert "'Db/T/x.dat'" in error.reason and "kustoDataFormat" in error.reason
     assert (error.database, error.table) == ("Db", "T")
 
@@ -280,7 +297,7 @@ def test_rule_format_names_an_unknown_extension() -> None:
 
 
 def test_zip_without_format_extension_needs_a_format() -> None:
-    assert refused(router(), "Db/T/x.zip").code == routing.UNKNOWN_FORMAT
+    assert refused(router(), "Db/T/x.zip").code == error_codes.ROUTING_UNKNOWN_FORMAT
     assert router().route("Db/T/x.zip", {"kustoDataFormat": "json"}).properties["format"] == "json"
 
 
@@ -293,15 +310,15 @@ def test_allowlist_allows_and_refuses() -> None:
     assert r.route("Sales/Orders/x.csv", {}).table == "Orders"
     assert r.route("Logs/Web1/x.csv", {}).table == "Web1"
     error = refused(r, "Sales/Customers/x.csv")
-    assert error.code == routing.TARGET_NOT_ALLOWED
+    assert error.code == error_codes.ROUTING_TARGET_NOT_ALLOWED
     assert "Sales.Customers (from convention) is not in ALLOWED_TARGETS" in error.reason
-    assert refused(r, "Logs/Web12/x.csv").code == routing.TARGET_NOT_ALLOWED
+    assert refused(r, "Logs/Web12/x.csv").code == error_codes.ROUTING_TARGET_NOT_ALLOWED
 
 
 def test_allowlist_applies_to_metadata_targets_too() -> None:
     r = router(allowed=("Telemetry.*",))
     error = refused(r, "Telemetry/Events/x.csv", {"kustoDatabase": "Secret", "kustoTable": "Payroll"})
-    assert error.code == routing.TARGET_NOT_ALLOWED and "from metadata" in error.reason
+    assert error.code == error_codes.ROUTING_TARGET_NOT_ALLOWED and "from metadata" in error.reason
 
 
 def test_allowlist_with_dotted_names() -> None:
@@ -333,7 +350,7 @@ def test_allowlist_with_dotted_names() -> None:
 )
 def test_bad_blob_names_are_refused(name: str) -> None:
     error = refused(router({"path": "**", "database": "D", "table": "T"}), name)
-    assert error.code == routing.INVALID_NAME
+    assert error.code == error_codes.ROUTING_INVALID_NAME
     assert "rename the blob" in error.reason
 
 
@@ -351,15 +368,15 @@ def test_longest_non_ascii_name_that_fits_a_message_routes() -> None:
 def test_rule_values_made_too_long_by_the_blob_name_are_refused() -> None:
     rules = router({"path": "r/{a}/**", "database": "D", "table": "T", "ingestionMappingReference": "{a}{a}{a}"})
     error = refused(rules, "r/" + "a" * 400 + "/x.csv")
-    assert error.code == routing.INVALID_NAME
+    assert error.code == error_codes.ROUTING_INVALID_NAME
     assert "makes ingestionMappingReference" in error.reason and "1200 characters long" in error.reason
     error = refused(router({"path": "r/{a}/**", "database": "D{a}{a}{a}", "table": "T"}), "r/" + "a" * 400 + "/x.csv")
-    assert error.code == routing.INVALID_NAME and len(error.database) == 1024
+    assert error.code == error_codes.ROUTING_INVALID_NAME and len(error.database) == 1024
 
 
 def test_non_ascii_captured_table_is_refused_as_a_name() -> None:
     error = refused(router(), "Telemetry/Événements/x.csv")
-    assert error.code == routing.INVALID_NAME and "'Événements'" in error.reason
+    assert error.code == error_codes.ROUTING_INVALID_NAME and "'Événements'" in error.reason
 
 
 # --- invalid rules --------------------------------------------------------------------------------------------
@@ -425,20 +442,20 @@ def _settings(**values: str):
     return load_settings({**base, **values})
 
 
-def test_router_for_settings_with_inline_rules_and_allowlist() -> None:
+def test_the_worker_builds_its_router_from_the_inline_rules_and_the_allowlist() -> None:
     rules = [{"path": "drop/{table}/*.csv", "database": "Drop"}]
     settings = _settings(ROUTING_RULES=json.dumps({"rules": rules}), ALLOWED_TARGETS="Drop.*")
-    r = routing.router_for(settings)
-    assert r is routing.router_for(settings)
+    r = build_services(settings).router
+    assert r.rules == compile_rules(rules)
     assert r.route("drop/Orders/x.csv", {}).table == "Orders"
-    assert refused(r, "Other/T/x.csv").code == routing.TARGET_NOT_ALLOWED
+    assert refused(r, "Other/T/x.csv").code == error_codes.ROUTING_TARGET_NOT_ALLOWED
 
 
-def test_router_for_settings_with_a_rules_file(tmp_path) -> None:
+def test_the_worker_refuses_a_rules_file_with_an_invalid_rule(tmp_path) -> None:
     path = tmp_path / "rules.json"
     path.write_text(json.dumps([{"path": "f/*.csv", "database": "F", "table": "T!"}]))
     with pytest.raises(RoutingRulesError, match=r"ROUTING_RULES\[0\]\.table: 'T!' is not a valid Kusto table name"):
-        routing.router_for(_settings(ROUTING_RULES=str(path)))
+        build_services(_settings(ROUTING_RULES=str(path)))
 
 
 # --- the examples in docs/routing.md are true ---------------------------------------------------------------
@@ -489,4 +506,4 @@ def test_documented_examples(name: str, database: str, table: str, properties: d
 
 
 def test_documented_no_route_example() -> None:
-    assert refused(router(*_documented_rules()), "notes.txt").code == routing.NO_ROUTE
+    assert refused(router(*_documented_rules()), "notes.txt").code == error_codes.ROUTING_NO_ROUTE

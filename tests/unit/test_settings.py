@@ -118,6 +118,16 @@ def test_account_key_sas_needs_a_local_connection_string_with_a_key() -> None:
     assert load_settings(BASE | {"BLOB_ACCESS": "account_key_sas"}).staging.account_key() == "a2V5"
 
 
+@pytest.mark.parametrize("name", ["PENDING_QUEUE", "FAILURES_QUEUE", "TRACKING_QUEUE"])
+def test_a_queue_name_leaves_room_for_the_queue_the_poison_watcher_keeps_its_messages_in(name: str) -> None:
+    """`<name>-poison-alerted` must be a valid queue name too (63 characters at most), or nothing poisoned alerts."""
+    longest = "q" * 48
+    assert len(f"{longest}-poison-alerted") == 63
+    assert getattr(load_settings(BASE | {name: longest}), name.lower()) == longest
+    with pytest.raises(SettingsError, match=rf"^{name}: .* is not a valid queue name \(3-48 "):
+        load_settings(BASE | {name: longest + "q"})
+
+
 def test_the_three_queues_must_differ() -> None:
     with pytest.raises(SettingsError, match="PENDING_QUEUE, FAILURES_QUEUE and TRACKING_QUEUE"):
         load_settings(BASE | {"PENDING_QUEUE": "same-queue", "TRACKING_QUEUE": "same-queue"})

@@ -74,14 +74,3 @@ def build_app(recorder: Recorder, run_on_startup: bool = False) -> func.Function
             raise RuntimeError("asked to fail")
 
     return app
-
-
-def wait_until(condition: Any, timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll `condition` until it returns something truthy; fail the test with a clear message if it never does."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout:.0f} s: {getattr(condition, '__name__', condition)}")

@@ -142,10 +142,24 @@ def configure_logging(level: str) -> None:
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
+KEEP_ALIVE_SECONDS = 240
+"""How long an idle client connection stays open: as behind Azure's load balancers (4 minutes by default), not
+uvicorn's 5 s. With 5 s a client whose pooled connection was closed just as it sent a POST saw a reset, which a
+client of Kusto must take for "the request may have arrived" (the app then holds the chunk for its sending lease
+and announces it in doubt): a local artefact that a real cluster, keeping connections for minutes, makes rare."""
+
+
 def main(argv: list[str] | None = None) -> None:
     config = parse_args(argv)
     configure_logging(config.log_level)
     app = create_app(config)
     uvicorn.run(
-        app, host=config.host, port=config.port, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=5
+        app,
+        host=config.host,
+        port=config.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import signal
 import time
 
@@ -185,3 +186,20 @@ def test_log_has_one_line_per_request_and_per_ingestion_without_sas(start_own_em
 
     assert "POST /v1/rest/ingestion/queued/D/T 200" in log
     assert url.split("?", 1)[1] not in log and "sig=" not in log
+
+
+def test_an_idle_connection_stays_open_as_behind_azures_load_balancers(emulator):
+    """A pooled connection idle for more than uvicorn's default 5 s must still take the next request: a reset on a
+    POST is, for a Kusto client, a request that may have arrived (the app then holds the chunk and announces it)."""
+    host, port = emulator.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(2):
+            connection.request("GET", "/v1/rest/ingestion/configuration")
+            response = connection.getresponse()
+            response.read()
+            assert response.status == 200
+            assert response.getheader("connection", "").lower() != "close"
+            time.sleep(6)
+    finally:
+        connection.close()

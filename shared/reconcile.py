@@ -73,18 +73,22 @@ def version_id(services: Services, blob: BlobProperties) -> str:
     return source_id(services.blob_service.get_blob_client(services.staging.container, blob.name).url, etag)
 
 
+def modified_within(blob: BlobProperties, since: datetime | None, until: datetime | None) -> bool:
+    """Whether a listed blob was last modified within [since, until); None leaves that end open."""
+    modified = blob.last_modified
+    if modified is None:
+        return since is None and until is None
+    return (since is None or modified >= since) and (until is None or modified < until)
+
+
 def staged_blobs(
     services: Services, *, prefix: str = "", modified_since: datetime | None = None, modified_until: datetime | None = None
 ) -> Iterator[BlobProperties]:
     """The staging container's blobs under `prefix` last modified within [since, until), in name order."""
     container = services.blob_service.get_container_client(services.staging.container)
     for blob in container.list_blobs(name_starts_with=prefix or None):
-        modified = blob.last_modified
-        if modified_since is not None and (modified is None or modified < modified_since):
-            continue
-        if modified_until is not None and (modified is None or modified >= modified_until):
-            continue
-        yield blob
+        if modified_within(blob, modified_since, modified_until):
+            yield blob
 
 
 def record_listed_blob(services: Services, blob: BlobProperties) -> RecordResult:

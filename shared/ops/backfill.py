@@ -34,7 +34,7 @@ from azure.core.paging import PageIterator
 from azure.storage.blob import BlobProperties
 
 from shared.ops.progress import progress_bar, say
-from shared.reconcile import RecordedVersions, record_listed_blob, recorded_versions
+from shared.reconcile import RecordedVersions, modified_within, record_listed_blob, recorded_versions
 from shared.recorder import PENDING, route_version
 from shared.routing import RoutingError
 
@@ -190,13 +190,6 @@ def run(args: argparse.Namespace, services: Services) -> int:
     return 0
 
 
-def _in_range(args: argparse.Namespace, blob: BlobProperties) -> bool:
-    modified = blob.last_modified
-    if args.modified_since is not None and (modified is None or modified < args.modified_since):
-        return False
-    return args.modified_until is None or (modified is not None and modified < args.modified_until)
-
-
 def _record(
     services: Services,
     args: argparse.Namespace,
@@ -206,7 +199,7 @@ def _record(
     pace: _Pace,
 ) -> None:
     counts.listed += 1
-    if not _in_range(args, blob):
+    if not modified_within(blob, args.modified_since, args.modified_until):
         counts.out_of_range += 1
         return
     if versions.knows(blob):
@@ -230,7 +223,7 @@ def _dry_run(services: Services, args: argparse.Namespace) -> BackfillCounts:
         for blob in container.list_blobs(name_starts_with=args.prefix or None, include=["metadata"]):
             bar.update(1)
             counts.listed += 1
-            if not _in_range(args, blob):
+            if not modified_within(blob, args.modified_since, args.modified_until):
                 counts.out_of_range += 1
             elif versions.knows(blob):
                 counts.known += 1

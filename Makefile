@@ -84,7 +84,7 @@ test: setup lint
 	$(PY) -m pytest -n 2
 
 # Measurements, not tests: prints a table (each figure beside its goal and baseline), writes .bench/.
-# Its throughput rounds (20,000 pending) take about 48 minutes on 2 cores; one section: python -m bench --only <name>.
+# About 26 minutes on 2 cores (the throughput rounds drain 20,000 pending); one section: python -m bench --only <name>.
 bench: setup
 	$(PY) -m bench
 

@@ -5,7 +5,8 @@ execution per blob, one after another), drained (the submission timer's body, ru
 outcome tracker's body) with the counting clients of `bench.counting`. Each request is tallied by the REST
 operation Azure bills (`bench.counting.rest_operation`), each body is timed, and the emulator's statistics
 count the Kusto requests. Timer runs that found work are the blobs' cost; a run that found nothing would
-have run anyway, so it prices the timers' floor a month instead (`floor`), with one idle housekeeping run.
+have run anyway, so it prices the timers' floor a month instead (`floor`), with one idle housekeeping run and
+one reconciliation run over the blobs just ingested (all recorded: it lists them and recovers none).
 
 Prices, the billing class of each operation and Flex Consumption's billing rules are in `bench.prices`,
 the only place they are written. Every operation the counting clients saw must have a price: one without
@@ -31,6 +32,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from devhost.processes import ROOT
 from shared import tracking
 from shared.housekeeping import housekeep
 from shared.ncrontab import parse_ncrontab
+from shared.reconcile import reconcile_staging
 from shared.recorder import record_blob
 from shared.submission import submit_pending_blobs
 
@@ -59,7 +62,7 @@ MILLION = 1_000_000
 # writes and quarantine copies); assumed an Event Grid ingress operation each, even when the subscription's
 # filter (the staging container only) delivers none of them.
 BLOB_CREATING = ("Put Blob", "Copy Blob", "Put Block List")
-TIMERS = ("submit", "track", "housekeeping")
+TIMERS = ("submit", "track", "housekeeping", "reconcile")
 
 
 class UnpricedOperationError(LookupError):
@@ -219,7 +222,7 @@ def counted_run(stack: Stack, blobs: int) -> dict[str, Any]:
     scenarios._upload_blobs(plain, names, lambda name: f"{name},1\n".encode())
     counter = RequestCounter()
     services = counted_services(settings, counter)
-    bodies = {"record": _Tally(), "submit": _Tally(), "track": _Tally(), "housekeeping": _Tally()}
+    bodies = {"record": _Tally(), "submit": _Tally(), "track": _Tally(), "housekeeping": _Tally(), "reconcile": _Tally()}
 
     def execute(body: str, run: Any, worked: Any) -> Any:
         counter.reset_operations()
@@ -249,6 +252,9 @@ def counted_run(stack: Stack, blobs: int) -> dict[str, Any]:
         raise RuntimeError(f"the tracker finished {finished} of {operations} operations in 300 s")
     execute("track", lambda: tracking.track_outcomes(services), lambda r: r.received > 0)  # an idle run for the floor
     execute("housekeeping", lambda: housekeep(services), lambda _: False)
+    # A reconciliation run once every blob is recorded: it lists them all and recovers none.
+    after_grace = datetime.now(UTC) + timedelta(seconds=settings.reconcile_grace_seconds + 60)
+    execute("reconcile", lambda: reconcile_staging(services, now=after_grace), lambda _: False)
     for client in (plain.kusto, services.kusto):
         client.close()
     for client in services.queues:

@@ -69,6 +69,22 @@ def emulator_call(url: str, method: str, path: str, body: Any = None, timeout: f
     return json.loads(text) if text else None
 
 
+def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str) -> dict[str, str]:
+    """App settings on Azurite whose containers and queues are `prefix`'s alone, Kusto without a token."""
+    return {
+        "StagingStorage": azurite.connection_string,
+        "KUSTO_INGEST_URI": kusto_uri,
+        "KUSTO_CREDENTIAL": "none",
+        "BLOB_ACCESS": "account_key_sas",
+        "STAGING_CONTAINER": f"{prefix}-staging",
+        "PENDING_QUEUE": f"{prefix}-pending",
+        "FAILURES_QUEUE": f"{prefix}-failures",
+        "TRACKING_QUEUE": f"{prefix}-tracking",
+        "STATE_CONTAINER": f"{prefix}-state",
+        **overrides,
+    }
+
+
 @dataclass
 class Stack:
     """Azurite plus one emulator; `start_emulator` replaces the emulator (a fresh DuckDB file per scenario)."""
@@ -135,20 +151,10 @@ class Stack:
         self.mgmt(database, f".create table {table} ({schema})")
 
     def app_settings(self, prefix: str, **overrides: str) -> dict[str, str]:
-        """App settings for one scenario: its own container and queues, the emulator without a token."""
-        return {
-            "AzureWebJobsStorage": self.azurite.connection_string,
-            "StagingStorage": self.azurite.connection_string,
-            "KUSTO_INGEST_URI": self.emulator.url,
-            "KUSTO_CREDENTIAL": "none",
-            "BLOB_ACCESS": "account_key_sas",
-            "STAGING_CONTAINER": f"{prefix}-staging",
-            "PENDING_QUEUE": f"{prefix}-pending",
-            "FAILURES_QUEUE": f"{prefix}-failures",
-            "TRACKING_QUEUE": f"{prefix}-tracking",
-            "STATE_CONTAINER": f"{prefix}-state",
-            **overrides,
-        }
+        """App settings for one scenario (`app_settings`), with the host's own storage for a local host."""
+        return {"AzureWebJobsStorage": self.azurite.connection_string} | app_settings(
+            self.azurite, self.emulator.url, prefix, **overrides
+        )
 
     def replace_emulator(self, name: str, extra_args: list[str] | None = None) -> Emulator:
         """Stop the current emulator and start a new one with its own data folder."""

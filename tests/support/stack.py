@@ -9,14 +9,14 @@ pace, and the queues a test fills stay shallow. Every test names its own contain
 from __future__ import annotations
 
 import contextlib
-import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 
+from bench import stack as bench_stack
+from bench.stack import app_settings
 from devhost.processes import Azurite, Emulator, start_azurite, start_emulator
 from shared.services import Services, build_services, ensure_queues
 from shared.settings import load_settings
@@ -51,22 +51,6 @@ def running_emulator(azurite: Azurite, data_dir: Path, *extra_args: str, log_pat
         service.stop()
 
 
-def app_settings(azurite: Azurite, kusto_uri: str, prefix: str, **overrides: str) -> dict[str, str]:
-    """App settings on Azurite with containers and queues unique to one test (`prefix`), no Kusto token."""
-    return {
-        "StagingStorage": azurite.connection_string,
-        "KUSTO_INGEST_URI": kusto_uri,
-        "KUSTO_CREDENTIAL": "none",
-        "BLOB_ACCESS": "account_key_sas",
-        "STAGING_CONTAINER": f"{prefix}-staging",
-        "PENDING_QUEUE": f"{prefix}-pending",
-        "FAILURES_QUEUE": f"{prefix}-failures",
-        "TRACKING_QUEUE": f"{prefix}-tracking",
-        "STATE_CONTAINER": f"{prefix}-state",
-        **overrides,
-    }
-
-
 def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides: str) -> Services:
     """Services on Azurite + the emulator with queues and containers unique to one test, the tracker polling
     every second (its defaults are minutes)."""
@@ -80,8 +64,4 @@ def make_services(azurite: Azurite, emulator: Emulator, prefix: str, **overrides
 
 def emulator_call(emulator: Emulator, method: str, path: str, body: Any = None) -> Any:
     """One JSON call to the emulator (its admin routes, management commands, queries); None for an empty answer."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(emulator.url + path, data=data, method=method, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else None
+    return bench_stack.emulator_call(emulator.url, method, path, body, timeout=30)
